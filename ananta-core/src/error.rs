@@ -1,0 +1,412 @@
+//! Errors: one enum per trait, plus the umbrella [`Error`].
+//!
+//! Every enum answers [`is_transient`](Error::is_transient): `true` means the same call may
+//! succeed if it is simply tried again later (a timeout, a busy server, a lost race), `false`
+//! means retrying the same input cannot help (bad input, not found, a refusal).
+
+use std::time::Duration;
+
+use crate::ids::{AgentId, ParseIdError, TaskId, TemplateId};
+use crate::task::TaskStatus;
+
+/// Failures of an [`LlmProvider`](crate::llm::LlmProvider).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LlmError {
+    /// The server could not be reached (connection refused, DNS, reset).
+    #[error("LLM server unreachable: {0}")]
+    Unreachable(String),
+    /// The request took longer than allowed.
+    #[error("LLM request timed out after {0:?}")]
+    Timeout(Duration),
+    /// The server asked us to slow down.
+    #[error("LLM server rate-limited the request (retry after {retry_after:?})")]
+    RateLimited {
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The server failed (HTTP 5xx or equivalent).
+    #[error("LLM server error {status}: {message}")]
+    Server {
+        /// HTTP status code or provider error code.
+        status: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server rejected the request (HTTP 4xx other than 429).
+    #[error("LLM request rejected with status {status}: {body}")]
+    Rejected {
+        /// HTTP status code.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+    /// The prompt does not fit the model's context window.
+    #[error("prompt exceeds the model's context length: {0}")]
+    ContextLengthExceeded(String),
+    /// The answer could not be read (invalid, truncated, not the expected shape).
+    #[error("invalid LLM response: {message}")]
+    InvalidResponse {
+        /// What was wrong.
+        message: String,
+        /// The raw text received, for diagnosis.
+        raw: String,
+    },
+    /// The provider does not offer this operation (e.g. embeddings).
+    #[error("{provider} does not support {operation}")]
+    Unsupported {
+        /// Provider name.
+        provider: String,
+        /// The unsupported operation.
+        operation: String,
+    },
+    /// A scripted or mock provider has no answer left.
+    #[error("scripted provider exhausted after {0} responses")]
+    Exhausted(usize),
+    /// The request was invalid before it was sent.
+    #[error("invalid LLM request: {0}")]
+    InvalidRequest(String),
+}
+
+impl LlmError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::Timeout(_) | Self::RateLimited { .. } | Self::Server { .. }
+        )
+    }
+}
+
+/// Failures of an [`Executor`](crate::exec::Executor). A command that runs and fails (non-zero
+/// exit, killed on timeout) is *not* an error: it is an [`ExecOutcome`](crate::exec::ExecOutcome).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecError {
+    /// The request itself is unusable (empty command, NUL byte, missing working directory…).
+    #[error("invalid command request: {0}")]
+    InvalidRequest(String),
+    /// The command was refused by policy and not run.
+    #[error("command denied by rule {rule}: {reason}")]
+    Denied {
+        /// The rule that matched.
+        rule: String,
+        /// Why the rule refuses it.
+        reason: String,
+    },
+    /// The process could not be started.
+    #[error("failed to start command: {0}")]
+    Spawn(String),
+    /// An I/O error while supervising the process.
+    #[error("I/O error while running command: {0}")]
+    Io(String),
+    /// The run was cancelled by the caller; the process group was killed.
+    #[error("command cancelled")]
+    Cancelled,
+}
+
+impl ExecError {
+    /// Whether retrying the same command later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Spawn(_) | Self::Io(_))
+    }
+}
+
+/// Failures of a [`TaskStore`](crate::store::TaskStore).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No task with this id.
+    #[error("task {0} not found")]
+    TaskNotFound(TaskId),
+    /// No template with this id.
+    #[error("template {0} not found")]
+    TemplateNotFound(TemplateId),
+    /// An entity with this id already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Optimistic concurrency: the caller's version is not the stored one.
+    #[error("version conflict on {id}: expected version {expected}, stored version is {actual}")]
+    VersionConflict {
+        /// The task.
+        id: TaskId,
+        /// The version the caller based its change on.
+        expected: u64,
+        /// The version in the store.
+        actual: u64,
+    },
+    /// The requested status change is not in the transition table.
+    #[error(transparent)]
+    InvalidTransition(#[from] TransitionError),
+    /// A claim's fencing token is no longer current (the lease expired and another agent took
+    /// the task, or the claim was released).
+    #[error("stale claim on {task}: token {token} is no longer current")]
+    StaleClaim {
+        /// The task.
+        task: TaskId,
+        /// The caller's outdated token.
+        token: u64,
+    },
+    /// The entity is still referenced (e.g. a template used by a task).
+    #[error("{0}")]
+    InUse(String),
+    /// The input was rejected (empty title, bad lease…).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The backend is temporarily unavailable (busy, connection lost).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend failed in a way retrying will not fix.
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::VersionConflict { .. })
+    }
+}
+
+/// Failures of an [`AgentRegistry`](crate::registry::AgentRegistry).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No agent with this id.
+    #[error("agent {0} not found")]
+    NotFound(AgentId),
+    /// The agent card is invalid.
+    #[error("invalid agent card: {0}")]
+    InvalidCard(String),
+    /// No agent is a candidate (none registered, none online).
+    #[error("no agent available: {0}")]
+    NoCandidate(String),
+    /// Computing an embedding failed.
+    #[error("embedding failed: {0}")]
+    Embedding(#[from] LlmError),
+    /// The backing store failed.
+    #[error("registry backend error: {0}")]
+    Backend(String),
+}
+
+impl RegistryError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Embedding(e) => e.is_transient(),
+            Self::Backend(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Failures of a [`Decomposer`](crate::decompose::Decomposer).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecomposeError {
+    /// The prompt is empty or unusable.
+    #[error("invalid prompt: {0}")]
+    InvalidPrompt(String),
+    /// The model failed.
+    #[error("decomposition failed: {0}")]
+    Llm(#[from] LlmError),
+    /// The plan is invalid and could not be repaired.
+    #[error("invalid plan: {}", .problems.join("; "))]
+    InvalidPlan {
+        /// Every validation problem of the last plan.
+        problems: Vec<String>,
+        /// The last raw answer of the model.
+        raw: String,
+    },
+}
+
+impl DecomposeError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Llm(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// The model's answer could not be turned into a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProposalError {
+    /// The answer was empty or whitespace.
+    #[error("the model returned an empty answer")]
+    Empty,
+    /// The answer contains no command (prose, a refusal, JSON without `command`).
+    #[error("the model's answer contains no command: {excerpt}")]
+    NoCommand {
+        /// The start of the answer, for the log.
+        excerpt: String,
+        /// The whole raw answer.
+        raw: String,
+    },
+}
+
+/// Failures of an [`AgentClient`](crate::agent::AgentClient): what reaching an agent and
+/// letting it work can go wrong with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The agent's LLM failed.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// The agent's executor failed.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The model's answer had no usable command.
+    #[error(transparent)]
+    Proposal(#[from] ProposalError),
+    /// The task's template could not be rendered.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// There is no command to execute (none given, no proposal on the task).
+    #[error("no command to execute for task {0}: propose a step first or pass a command")]
+    NoCommand(TaskId),
+    /// The agent could not be reached.
+    #[error("agent unreachable: {0}")]
+    Unreachable(String),
+    /// The agent refused the request.
+    #[error("agent rejected the request ({status}): {message}")]
+    Rejected {
+        /// Status code of the refusal.
+        status: u16,
+        /// The agent's message.
+        message: String,
+    },
+    /// The call was cancelled.
+    #[error("agent call cancelled")]
+    Cancelled,
+}
+
+impl AgentError {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Llm(e) => e.is_transient(),
+            Self::Exec(e) => e.is_transient(),
+            Self::Unreachable(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A template could not be parsed or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// `{{` without `}}`, or a placeholder that is not an identifier.
+    #[error("template syntax error at byte {position}: {message}")]
+    Syntax {
+        /// Byte offset in the template text.
+        position: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Placeholders with no value.
+    #[error("unknown template variable(s): {}", .0.join(", "))]
+    UnknownVariables(Vec<String>),
+    /// The template is invalid in another way (empty name…).
+    #[error("invalid template: {0}")]
+    Invalid(String),
+}
+
+/// A status change that the transition table does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task {task}: cannot move from {from} to {to}")]
+pub struct TransitionError {
+    /// The task.
+    pub task: TaskId,
+    /// Current status.
+    pub from: TaskStatus,
+    /// Requested status.
+    pub to: TaskStatus,
+}
+
+/// The umbrella error of the Hub and the Worker.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`LlmError`].
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    /// See [`ExecError`].
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// See [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// See [`RegistryError`].
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// See [`DecomposeError`].
+    #[error(transparent)]
+    Decompose(#[from] DecomposeError),
+    /// See [`AgentError`].
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// See [`TemplateError`].
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// See [`TransitionError`].
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// See [`ParseIdError`].
+    #[error(transparent)]
+    InvalidId(#[from] ParseIdError),
+    /// The task has no assigned agent.
+    #[error("task {0} is not assigned to an agent")]
+    NotAssigned(TaskId),
+    /// The assigned agent is registered but has no client to reach it.
+    #[error("agent {0} is not connected")]
+    AgentNotConnected(AgentId),
+    /// The request is invalid.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The operation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Llm(e) => e.is_transient(),
+            Self::Exec(e) => e.is_transient(),
+            Self::Store(e) => e.is_transient(),
+            Self::Registry(e) => e.is_transient(),
+            Self::Decompose(e) => e.is_transient(),
+            Self::Agent(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Shorthand for `Result<T, ananta_core::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_classification() {
+        assert!(LlmError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(LlmError::RateLimited { retry_after: None }.is_transient());
+        assert!(!LlmError::Rejected { status: 400, body: String::new() }.is_transient());
+        assert!(!LlmError::ContextLengthExceeded(String::new()).is_transient());
+        assert!(ExecError::Spawn("EAGAIN".into()).is_transient());
+        assert!(!ExecError::InvalidRequest("empty".into()).is_transient());
+        assert!(StoreError::Unavailable("busy".into()).is_transient());
+        assert!(!StoreError::TaskNotFound(TaskId::new()).is_transient());
+        assert!(Error::from(AgentError::from(LlmError::Unreachable("x".into()))).is_transient());
+        assert!(!Error::NotAssigned(TaskId::new()).is_transient());
+        assert!(!DecomposeError::InvalidPrompt(String::new()).is_transient());
+        assert!(RegistryError::Embedding(LlmError::Timeout(Duration::ZERO)).is_transient());
+    }
+}

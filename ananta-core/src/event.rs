@@ -1,0 +1,111 @@
+//! Events the Hub publishes at every step, on a [`tokio::sync::broadcast`] bus.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::agent::{AgentInfo, AgentStatus};
+use crate::ids::{AgentId, TaskId};
+use crate::task::{Proposed, StepRecord, Task};
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A task was created.
+    TaskCreated {
+        /// The new task.
+        task: Box<Task>,
+    },
+    /// A task changed (fields or status).
+    TaskUpdated {
+        /// The task after the change.
+        task: Box<Task>,
+    },
+    /// A task was deleted.
+    TaskDeleted {
+        /// Its id.
+        task_id: TaskId,
+    },
+    /// A task was assigned to an agent.
+    TaskAssigned {
+        /// The task.
+        task_id: TaskId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// An agent proposed a step (or said the task is done).
+    StepProposed {
+        /// The task.
+        task_id: TaskId,
+        /// The answer.
+        proposed: Box<Proposed>,
+    },
+    /// A step was executed.
+    StepExecuted {
+        /// The task.
+        task_id: TaskId,
+        /// The record of the step.
+        step: Box<StepRecord>,
+    },
+    /// An agent registered (or re-registered).
+    AgentRegistered {
+        /// The agent.
+        agent: Box<AgentInfo>,
+    },
+    /// An agent went online or offline.
+    AgentStatusChanged {
+        /// The agent.
+        agent: AgentId,
+        /// Its new status.
+        status: AgentStatus,
+    },
+}
+
+/// An event with its time and a sequence number (per bus, starting at 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Event {
+    /// Sequence number on this bus.
+    pub seq: u64,
+    /// When it was published.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// A broadcast bus of [`Event`]s. Slow subscribers miss old events (they get
+/// `RecvError::Lagged`) instead of slowing the Hub down.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    sender: broadcast::Sender<Event>,
+    seq: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventBus {
+    /// A bus that buffers up to `capacity` events per subscriber (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(capacity.max(1));
+        Self { sender, seq: Default::default() }
+    }
+
+    /// Publishes an event; without subscribers it is dropped.
+    pub fn publish(&self, kind: EventKind) {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        // An error only means there is no subscriber right now.
+        let _ = self.sender.send(Event { seq, at: Utc::now(), kind });
+    }
+
+    /// A new subscriber that receives events published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender.subscribe()
+    }
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

@@ -1,0 +1,205 @@
+//! The [`AgentRegistry`] trait and the in-memory registry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentCard, AgentInfo, AgentStatus};
+use crate::error::RegistryError;
+use crate::ids::AgentId;
+
+/// One candidate of [`AgentRegistry::best_match`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AgentMatch {
+    /// The agent.
+    pub agent: AgentId,
+    /// Similarity in `[0, 1]`; higher is better.
+    pub score: f32,
+}
+
+/// Who knows which agents exist, whether they are alive, and which fits a task best.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait AgentRegistry: Send + Sync {
+    /// Registers an agent, or updates its card when the name is known (a heartbeat with a card).
+    async fn register(&self, card: AgentCard) -> Result<AgentInfo, RegistryError>;
+
+    /// Removes an agent.
+    async fn deregister(&self, id: AgentId) -> Result<(), RegistryError>;
+
+    /// Reads one agent.
+    async fn get(&self, id: AgentId) -> Result<AgentInfo, RegistryError>;
+
+    /// All agents, by name.
+    async fn list(&self) -> Result<Vec<AgentInfo>, RegistryError>;
+
+    /// Records a heartbeat: `last_seen` now, status online.
+    async fn heartbeat(&self, id: AgentId) -> Result<AgentInfo, RegistryError>;
+
+    /// Sets an agent's liveness (used by monitoring).
+    async fn set_status(&self, id: AgentId, status: AgentStatus)
+    -> Result<AgentInfo, RegistryError>;
+
+    /// The `k` agents that fit `text` best, best first; only agents not known to be offline
+    /// are candidates.
+    async fn best_match(&self, text: String, k: usize) -> Result<Vec<AgentMatch>, RegistryError>;
+}
+
+/// An [`AgentRegistry`] in memory, for one Hub process.
+///
+/// `best_match` scores agents by the cosine similarity of word-count vectors of the task text
+/// and each agent's [`match_text`](AgentCard::match_text) — a lexical match that needs no
+/// model.
+#[derive(Debug, Default)]
+pub struct InMemoryRegistry {
+    agents: RwLock<BTreeMap<AgentId, AgentInfo>>,
+}
+
+impl InMemoryRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<AgentId, AgentInfo>> {
+        self.agents.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<AgentId, AgentInfo>> {
+        self.agents.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn words(text: &str) -> HashMap<String, f32> {
+    let mut counts = HashMap::new();
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 1)
+        .map(str::to_lowercase)
+    {
+        *counts.entry(word).or_insert(0.0) += 1.0;
+    }
+    counts
+}
+
+fn cosine(a: &HashMap<String, f32>, b: &HashMap<String, f32>) -> f32 {
+    let dot: f32 = a.iter().filter_map(|(w, x)| b.get(w).map(|y| x * y)).sum();
+    let norm = |v: &HashMap<String, f32>| v.values().map(|x| x * x).sum::<f32>().sqrt();
+    let denom = norm(a) * norm(b);
+    if denom == 0.0 { 0.0 } else { dot / denom }
+}
+
+#[async_trait]
+impl AgentRegistry for InMemoryRegistry {
+    async fn register(&self, card: AgentCard) -> Result<AgentInfo, RegistryError> {
+        card.validate()?;
+        let now = Utc::now();
+        let mut agents = self.write();
+        let info = match agents.get(&card.name) {
+            Some(existing) => AgentInfo {
+                card_version: existing.card_version + u64::from(existing.card != card),
+                card,
+                status: AgentStatus::Online,
+                last_seen: now,
+                registered_at: existing.registered_at,
+            },
+            None => AgentInfo {
+                card,
+                status: AgentStatus::Online,
+                last_seen: now,
+                registered_at: now,
+                card_version: 1,
+            },
+        };
+        agents.insert(info.card.name.clone(), info.clone());
+        Ok(info)
+    }
+
+    async fn deregister(&self, id: AgentId) -> Result<(), RegistryError> {
+        self.write().remove(&id).map(|_| ()).ok_or(RegistryError::NotFound(id))
+    }
+
+    async fn get(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
+        self.read().get(&id).cloned().ok_or(RegistryError::NotFound(id))
+    }
+
+    async fn list(&self) -> Result<Vec<AgentInfo>, RegistryError> {
+        Ok(self.read().values().cloned().collect())
+    }
+
+    async fn heartbeat(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
+        let mut agents = self.write();
+        let info = agents.get_mut(&id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        info.last_seen = Utc::now();
+        info.status = AgentStatus::Online;
+        Ok(info.clone())
+    }
+
+    async fn set_status(
+        &self,
+        id: AgentId,
+        status: AgentStatus,
+    ) -> Result<AgentInfo, RegistryError> {
+        let mut agents = self.write();
+        let info = agents.get_mut(&id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        info.status = status;
+        Ok(info.clone())
+    }
+
+    async fn best_match(&self, text: String, k: usize) -> Result<Vec<AgentMatch>, RegistryError> {
+        let query = words(&text);
+        let agents = self.read();
+        let mut matches: Vec<AgentMatch> = agents
+            .values()
+            .filter(|a| a.status != AgentStatus::Offline)
+            .map(|a| AgentMatch {
+                agent: a.card.name.clone(),
+                score: cosine(&query, &words(&a.card.match_text())),
+            })
+            .collect();
+        if matches.is_empty() {
+            return Err(RegistryError::NoCandidate("no agent is registered and online".into()));
+        }
+        matches.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.agent.cmp(&b.agent)));
+        matches.truncate(k.max(1));
+        Ok(matches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentEndpoint;
+
+    fn card(name: &str, description: &str) -> AgentCard {
+        AgentCard::in_process(AgentId::new(name).unwrap()).description(description)
+    }
+
+    #[tokio::test]
+    async fn register_heartbeat_and_match() {
+        let reg = InMemoryRegistry::new();
+        reg.register(card("rust", "writes Rust code, runs cargo build and cargo test")).await.unwrap();
+        reg.register(card("docs", "writes documentation and markdown")).await.unwrap();
+        let best = reg.best_match("run cargo test for the Rust crate".into(), 2).await.unwrap();
+        assert_eq!(best[0].agent.as_str(), "rust");
+        assert!(best[0].score > best[1].score);
+
+        let again = reg.register(card("rust", "changed")).await.unwrap();
+        assert_eq!(again.card_version, 2);
+        reg.set_status(AgentId::new("rust").unwrap(), AgentStatus::Offline).await.unwrap();
+        let best = reg.best_match("cargo".into(), 5).await.unwrap();
+        assert_eq!(best.len(), 1, "offline agents are not candidates");
+        assert_eq!(reg.heartbeat(AgentId::new("rust").unwrap()).await.unwrap().status, AgentStatus::Online);
+        assert!(matches!(
+            reg.get(AgentId::new("ghost").unwrap()).await,
+            Err(RegistryError::NotFound(_))
+        ));
+        let mut bad = card("bad", "");
+        bad.endpoint = AgentEndpoint::Url("ftp://x".into());
+        assert!(matches!(reg.register(bad).await, Err(RegistryError::InvalidCard(_))));
+    }
+}
