@@ -361,6 +361,9 @@ pub enum Error {
     /// The task has no assigned agent.
     #[error("task {0} is not assigned to an agent")]
     NotAssigned(TaskId),
+    /// The agent is known to be offline.
+    #[error("agent {0} is offline")]
+    AgentOffline(AgentId),
     /// The assigned agent is registered but has no client to reach it.
     #[error("agent {0} is not connected")]
     AgentNotConnected(AgentId),

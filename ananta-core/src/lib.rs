@@ -1,14 +1,136 @@
-//! wip
+//! # ananta-core — the contract and the composition of Ananta
+//!
+//! Ananta lets a host application run a team of LLM-driven agents on software-development work.
+//! This crate holds everything the other crates agree on, and the two roles built from it:
+//!
+//! - the **domain model**: [`Task`] with its [`TaskStatus`] machine, [`Template`],
+//!   [`AgentCard`], [`Proposal`], [`StepRecord`], [`LogEntry`], [`Event`];
+//! - the **five traits** every outside dependency goes through — [`LlmProvider`],
+//!   [`Executor`], [`TaskStore`], [`AgentRegistry`], [`Decomposer`] — plus [`AgentClient`],
+//!   through which the Hub reaches an agent; each has its own error enum with
+//!   `is_transient()`, and [`Error`] wraps them all;
+//! - the **[`Hub`]**: task board, templates, agents, assignment, forwarding of steps to the
+//!   assigned agent, per-task logs and an event bus;
+//! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
+//!   reads the answer), runs it through its executor, and can run a task autonomously;
+//! - with feature **`mocks`**: `mockall` mocks of every trait in [`mocks`], for your own tests.
+//!
+//! Implementations live in sibling crates: `ananta-llm` (providers, e.g. `ScriptedProvider`),
+//! `ananta-exec` (`ShellExecutor`), `ananta-store` (`MemoryStore`). A host wires them:
+//!
+//! ```text
+//! let hub = Hub::builder().store(Arc::new(MemoryStore::new())).build()?;
+//! let worker = Worker::builder(AgentId::new("w1")?).llm(llm).executor(executor).build()?;
+//! hub.register_agent(worker.card(), Arc::new(worker.clone())).await?;
+//! let task = hub.create_task(NewTask::new("List the files")).await?;
+//! hub.assign(task.id, worker.name().clone()).await?;
+//! hub.run(task.id, &RunLimits::steps(5)).await?;
+//! ```
+//!
+//! (The README and `examples/quickstart.rs` show this end to end.) The contract on its own:
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use ananta_core::{NewTemplate, ParsedAnswer, TaskStatus, parse_answer};
+//!
+//! // Templates report unknown variables instead of rendering holes.
+//! let template = NewTemplate::new("review", "Review {{title}}: {{description}}").into_template()?;
+//! let vars = BTreeMap::from([("title".to_string(), "PR 7".to_string())]);
+//! assert!(template.render(&vars).is_err());
+//!
+//! // Model answers in many shapes become one typed answer.
+//! let answer = parse_answer("REASON: look around\nCOMMAND: ls -la")?;
+//! assert_eq!(answer, ParsedAnswer::Command { reason: "look around".into(), command: "ls -la".into() });
+//!
+//! // One transition table for every store.
+//! assert!(TaskStatus::Todo.can_transition_to(TaskStatus::InProgress));
+//! assert!(!TaskStatus::Done.can_transition_to(TaskStatus::Failed));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod agent;
 pub mod decompose;
 pub mod error;
 pub mod event;
 pub mod exec;
+pub mod hub;
 pub mod ids;
 pub mod llm;
 pub mod log;
+pub mod parse;
 pub mod registry;
+pub mod run;
 pub mod store;
 pub mod task;
 pub mod template;
+pub mod worker;
+
+pub use agent::{
+    AgentCard, AgentClient, AgentEndpoint, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest,
+};
+pub use decompose::{Decomposer, Plan, PlannedTask};
+pub use error::{
+    AgentError, DecomposeError, Error, ExecError, LlmError, ProposalError, RegistryError,
+    Result, StoreError, TemplateError, TransitionError,
+};
+pub use event::{Event, EventBus, EventKind};
+pub use exec::{ExecOutcome, ExecRequest, Executor, OutputChunk, OutputSink, OutputStream};
+pub use hub::{Hub, HubBuilder};
+pub use ids::{AgentId, ParseIdError, TaskId, TemplateId};
+pub use llm::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmProvider,
+    ProviderHealth, Role,
+};
+pub use log::{Direction, LogEntry, LogQuery};
+pub use parse::{ParsedAnswer, parse_answer};
+pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry};
+pub use run::{RunLimits, RunReport, StopReason};
+pub use store::{Claim, TaskStore};
+pub use task::{
+    Completion, Lease, NewTask, Priority, Proposal, Proposed, StepRecord, Task, TaskFilter,
+    TaskStatus, TaskUpdate, TokenUsage,
+};
+pub use template::{NewTemplate, Template, TemplateUpdate};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{Worker, WorkerBuilder};
+
+/// `mockall` mocks of every trait, for unit tests of code built on Ananta (feature `mocks`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use ananta_core::mocks::{MockExecutor, MockLlmProvider};
+/// use ananta_core::{AgentId, ChatResponse, ExecOutcome, NewTask, Proposed, Worker};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// let mut llm = MockLlmProvider::new();
+/// llm.expect_complete()
+///     .returning(|_| Ok(ChatResponse::text(r#"{"reason": "look", "command": "ls"}"#)));
+/// let mut exec = MockExecutor::new();
+/// exec.expect_run()
+///     .withf(|req, _| req.command == "ls")
+///     .returning(|_, _| Ok(ExecOutcome { exit_code: Some(0), stdout: "a.txt\n".into(), ..Default::default() }));
+///
+/// let worker = Worker::builder(AgentId::new("tester")?)
+///     .llm(Arc::new(llm))
+///     .executor(Arc::new(exec))
+///     .build()?;
+/// let mut task = NewTask::new("List files").into_task()?;
+/// let Proposed::Command(proposal) = worker.propose(&task, None).await? else { panic!("no command") };
+/// task.proposal = Some(proposal);
+/// let step = worker.execute(&task, None).await?;
+/// assert_eq!(step.outcome.stdout, "a.txt\n");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(feature = "mocks")]
+pub mod mocks {
+    pub use crate::agent::MockAgentClient;
+    pub use crate::decompose::MockDecomposer;
+    pub use crate::exec::MockExecutor;
+    pub use crate::llm::MockLlmProvider;
+    pub use crate::registry::MockAgentRegistry;
+    pub use crate::store::MockTaskStore;
+}

@@ -1,0 +1,465 @@
+//! The Hub: task board, templates, agent registry, assignment, forwarding of steps to the
+//! assigned agent, per-task logs and events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{AgentCard, AgentClient, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest};
+use crate::error::{AgentError, Error, ExecError};
+use crate::event::{Event, EventBus, EventKind};
+use crate::ids::{AgentId, TaskId, TemplateId};
+use crate::log::{Direction, LogEntry, LogQuery};
+use crate::registry::{AgentRegistry, InMemoryRegistry};
+use crate::run::{RunLimits, RunReport, StepDriver, StopReason, drive};
+use crate::store::TaskStore;
+use crate::task::{NewTask, Proposal, Proposed, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
+use crate::template::{NewTemplate, Template, TemplateUpdate};
+use crate::worker::output_payload;
+
+/// Builds a [`Hub`].
+#[derive(Default)]
+pub struct HubBuilder {
+    store: Option<Arc<dyn TaskStore>>,
+    registry: Option<Arc<dyn AgentRegistry>>,
+    event_capacity: Option<usize>,
+}
+
+impl HubBuilder {
+    /// Where tasks, templates and logs live (required; e.g. `ananta_store::MemoryStore`).
+    pub fn store(mut self, store: Arc<dyn TaskStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The agent registry (default: [`InMemoryRegistry`]).
+    pub fn registry(mut self, registry: Arc<dyn AgentRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Events buffered per subscriber before a slow one starts missing them (default 1024).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = Some(capacity);
+        self
+    }
+
+    /// Builds the hub; fails without a store.
+    pub fn build(self) -> Result<Hub, Error> {
+        let store = self.store.ok_or_else(|| Error::InvalidInput("Hub needs a TaskStore".into()))?;
+        Ok(Hub {
+            inner: Arc::new(HubInner {
+                store,
+                registry: self.registry.unwrap_or_else(|| Arc::new(InMemoryRegistry::new())),
+                clients: RwLock::new(HashMap::new()),
+                events: EventBus::new(self.event_capacity.unwrap_or(1024)),
+            }),
+        })
+    }
+}
+
+struct HubInner {
+    store: Arc<dyn TaskStore>,
+    registry: Arc<dyn AgentRegistry>,
+    clients: RwLock<HashMap<AgentId, Arc<dyn AgentClient>>>,
+    events: EventBus,
+}
+
+/// The brain and memory of Ananta: keeps the task board, templates and agents, and forwards
+/// each task's steps to the agent it is assigned to.
+///
+/// Cheap to clone (shared state). Every change is stored first, then logged (per task, in the
+/// store) and published as an [`Event`].
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts building a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// Subscribes to the hub's events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The store behind the hub.
+    pub fn store(&self) -> &Arc<dyn TaskStore> {
+        &self.inner.store
+    }
+
+    /// The registry behind the hub.
+    pub fn registry(&self) -> &Arc<dyn AgentRegistry> {
+        &self.inner.registry
+    }
+
+    fn publish(&self, kind: EventKind) {
+        self.inner.events.publish(kind);
+    }
+
+    async fn log(&self, entry: LogEntry) {
+        // A failing log write must not fail the step that already happened; it is traced.
+        if let Err(e) = self.inner.store.append_log(entry).await {
+            tracing::warn!(error = %e, "could not append a log entry");
+        }
+    }
+
+    // ---- tasks ------------------------------------------------------------------------
+
+    /// Creates a task.
+    pub async fn create_task(&self, new: NewTask) -> Result<Task, Error> {
+        let task = new.into_task().map_err(Error::InvalidInput)?;
+        let task = self.inner.store.create_task(task).await?;
+        self.publish(EventKind::TaskCreated { task: Box::new(task.clone()) });
+        Ok(task)
+    }
+
+    /// Reads a task.
+    pub async fn get_task(&self, id: TaskId) -> Result<Task, Error> {
+        Ok(self.inner.store.get_task(id).await?)
+    }
+
+    /// Lists tasks.
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, Error> {
+        Ok(self.inner.store.list_tasks(filter).await?)
+    }
+
+    /// Changes a task (status changes follow the transition table; with `expected_version`,
+    /// a concurrent change makes it fail with a version conflict).
+    pub async fn update_task(
+        &self,
+        id: TaskId,
+        update: TaskUpdate,
+        expected_version: Option<u64>,
+    ) -> Result<Task, Error> {
+        if let Some(Some(agent)) = &update.assigned_agent {
+            self.inner.registry.get(agent.clone()).await?;
+        }
+        let task = self.inner.store.update_task(id, update, expected_version).await?;
+        self.publish(EventKind::TaskUpdated { task: Box::new(task.clone()) });
+        Ok(task)
+    }
+
+    /// Moves a task to `status`.
+    pub async fn set_status(&self, id: TaskId, status: TaskStatus) -> Result<Task, Error> {
+        self.update_task(id, TaskUpdate::status(status), None).await
+    }
+
+    /// Deletes a task (its logs stay).
+    pub async fn delete_task(&self, id: TaskId) -> Result<(), Error> {
+        self.inner.store.delete_task(id).await?;
+        self.publish(EventKind::TaskDeleted { task_id: id });
+        Ok(())
+    }
+
+    // ---- templates --------------------------------------------------------------------
+
+    /// Creates a template (validated: syntax, and every placeholder a task variable or a default).
+    pub async fn create_template(&self, new: NewTemplate) -> Result<Template, Error> {
+        let template = new.into_template()?;
+        Ok(self.inner.store.create_template(template).await?)
+    }
+
+    /// Reads a template.
+    pub async fn get_template(&self, id: TemplateId) -> Result<Template, Error> {
+        Ok(self.inner.store.get_template(id).await?)
+    }
+
+    /// All templates.
+    pub async fn list_templates(&self) -> Result<Vec<Template>, Error> {
+        Ok(self.inner.store.list_templates().await?)
+    }
+
+    /// Changes a template.
+    pub async fn update_template(&self, id: TemplateId, update: TemplateUpdate) -> Result<Template, Error> {
+        Ok(self.inner.store.update_template(id, update).await?)
+    }
+
+    /// Deletes a template; refused while a task uses it.
+    pub async fn delete_template(&self, id: TemplateId) -> Result<(), Error> {
+        Ok(self.inner.store.delete_template(id).await?)
+    }
+
+    // ---- agents -----------------------------------------------------------------------
+
+    /// Registers an agent and the client that reaches it (an in-process `Worker`, or a
+    /// remote client). Registering a known name again updates its card and client.
+    pub async fn register_agent(&self, card: AgentCard, client: Arc<dyn AgentClient>) -> Result<AgentInfo, Error> {
+        let info = self.inner.registry.register(card).await?;
+        self.inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.card.name.clone(), client);
+        tracing::info!(agent = %info.card.name, "agent registered");
+        self.publish(EventKind::AgentRegistered { agent: Box::new(info.clone()) });
+        Ok(info)
+    }
+
+    /// Removes an agent.
+    pub async fn deregister_agent(&self, id: AgentId) -> Result<(), Error> {
+        self.inner.registry.deregister(id.clone()).await?;
+        self.inner.clients.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        Ok(())
+    }
+
+    /// All agents.
+    pub async fn list_agents(&self) -> Result<Vec<AgentInfo>, Error> {
+        Ok(self.inner.registry.list().await?)
+    }
+
+    /// Reads one agent.
+    pub async fn get_agent(&self, id: AgentId) -> Result<AgentInfo, Error> {
+        Ok(self.inner.registry.get(id).await?)
+    }
+
+    /// Sets an agent's liveness; publishes `AgentStatusChanged` when it changed.
+    pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<AgentInfo, Error> {
+        let before = self.inner.registry.get(id.clone()).await?.status;
+        let info = self.inner.registry.set_status(id.clone(), status).await?;
+        if before != status {
+            tracing::info!(agent = %id, ?status, "agent status changed");
+            self.publish(EventKind::AgentStatusChanged { agent: id, status });
+        }
+        Ok(info)
+    }
+
+    /// Pings every connected agent once and records who answered (online) and who did not
+    /// (offline). Returns each agent's new status.
+    pub async fn check_agents(&self, timeout: Duration) -> Vec<(AgentId, AgentStatus)> {
+        let clients: Vec<(AgentId, Arc<dyn AgentClient>)> = self
+            .inner
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect();
+        let checks = clients.into_iter().map(|(id, client)| async move {
+            let alive = matches!(tokio::time::timeout(timeout, client.ping()).await, Ok(Ok(())));
+            (id, if alive { AgentStatus::Online } else { AgentStatus::Offline })
+        });
+        let results = futures::future::join_all(checks).await;
+        for (id, status) in &results {
+            if let Err(e) = self.set_agent_status(id.clone(), *status).await {
+                tracing::warn!(agent = %id, error = %e, "could not record agent status");
+            }
+        }
+        results
+    }
+
+    /// Checks agents every `interval` until `cancel` fires (spawn it on the runtime).
+    pub async fn monitor_agents(&self, interval: Duration, timeout: Duration, cancel: CancellationToken) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticker.tick() => { self.check_agents(timeout).await; }
+            }
+        }
+    }
+
+    fn client(&self, agent: &AgentId) -> Result<Arc<dyn AgentClient>, Error> {
+        self.inner
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .cloned()
+            .ok_or_else(|| Error::AgentNotConnected(agent.clone()))
+    }
+
+    /// Assigns a task to a registered agent that is not offline.
+    pub async fn assign(&self, task_id: TaskId, agent: AgentId) -> Result<Task, Error> {
+        let info = self.inner.registry.get(agent.clone()).await?;
+        if info.status == AgentStatus::Offline {
+            return Err(Error::AgentOffline(agent));
+        }
+        let update = TaskUpdate { assigned_agent: Some(Some(agent.clone())), ..TaskUpdate::default() };
+        let task = self.inner.store.update_task(task_id, update, None).await?;
+        self.log(
+            LogEntry::new(Direction::In, "assign", json!({"agent": agent}))
+                .task(task_id)
+                .agent(Some(agent.clone())),
+        )
+        .await;
+        self.publish(EventKind::TaskAssigned { task_id, agent });
+        self.publish(EventKind::TaskUpdated { task: Box::new(task.clone()) });
+        Ok(task)
+    }
+
+    /// The assigned agent and its client, refusing offline agents.
+    async fn assigned(&self, task: &Task) -> Result<(AgentId, Arc<dyn AgentClient>), Error> {
+        let agent = task.assigned_agent.clone().ok_or(Error::NotAssigned(task.id))?;
+        let info = self.inner.registry.get(agent.clone()).await?;
+        if info.status == AgentStatus::Offline {
+            return Err(Error::AgentOffline(agent));
+        }
+        let client = self.client(&agent)?;
+        Ok((agent, client))
+    }
+
+    /// Moves `task` to `status` (fenced by its version) unless it is there already.
+    async fn move_to(&self, task: Task, status: TaskStatus) -> Result<Task, Error> {
+        if task.status == status {
+            return Ok(task);
+        }
+        let updated = self
+            .inner
+            .store
+            .update_task(task.id, TaskUpdate::status(status), Some(task.version))
+            .await?;
+        self.publish(EventKind::TaskUpdated { task: Box::new(updated.clone()) });
+        Ok(updated)
+    }
+
+    /// Asks the assigned agent for the next step. A proposed command is stored on the task as
+    /// its pending proposal; a "done" answer is returned without changing the task (a caller
+    /// or [`Hub::run`] decides to close it). The task is `proposing` while the agent thinks,
+    /// and `in_progress` afterwards, also when the agent failed.
+    pub async fn propose(&self, task_id: TaskId) -> Result<Proposed, Error> {
+        let task = self.inner.store.get_task(task_id).await?;
+        let (agent, client) = self.assigned(&task).await?;
+        let template = match task.template_id {
+            Some(id) => Some(self.inner.store.get_template(id).await?),
+            None => None,
+        };
+        let task = self.move_to(task, TaskStatus::InProgress).await?;
+        let task = self.move_to(task, TaskStatus::Proposing).await?;
+        let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        self.log(
+            LogEntry::new(Direction::In, "propose", json!({"template_id": task.template_id}))
+                .task(task_id)
+                .agent(Some(agent.clone()))
+                .step(step),
+        )
+        .await;
+        let version = task.version;
+        let result = client.propose(ProposeRequest { task, template }).await;
+        let proposal_update = match &result {
+            Ok(Proposed::Command(p)) => Some(Some(p.clone())),
+            _ => None,
+        };
+        let update = TaskUpdate {
+            status: Some(TaskStatus::InProgress),
+            proposal: proposal_update,
+            ..TaskUpdate::default()
+        };
+        let stored = self.inner.store.update_task(task_id, update, Some(version)).await;
+        let payload = match &result {
+            Ok(Proposed::Command(p)) => json!({"reason": p.reason, "command": p.command, "usage": p.usage}),
+            Ok(Proposed::Done(c)) => json!({"done": true, "summary": c.summary, "usage": c.usage}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let kind = if result.is_ok() { "proposal" } else { "error" };
+        self.log(LogEntry::new(Direction::Out, kind, payload).task(task_id).agent(Some(agent)).step(step)).await;
+        let proposed = result?;
+        let stored = stored?;
+        self.publish(EventKind::StepProposed { task_id, proposed: Box::new(proposed.clone()) });
+        self.publish(EventKind::TaskUpdated { task: Box::new(stored) });
+        Ok(proposed)
+    }
+
+    /// Lets the assigned agent execute `command`, or the task's pending proposal when `None`.
+    /// The step is appended to the task's history (which clears the proposal) and logged.
+    pub async fn execute(&self, task_id: TaskId, command: Option<String>) -> Result<StepRecord, Error> {
+        let task = self.inner.store.get_task(task_id).await?;
+        if let Some(c) = &command {
+            if c.trim().is_empty() {
+                return Err(ExecError::InvalidRequest("the command is empty".into()).into());
+            }
+        } else if task.proposal.is_none() {
+            return Err(AgentError::NoCommand(task_id).into());
+        }
+        let (agent, client) = self.assigned(&task).await?;
+        let task = self.move_to(task, TaskStatus::InProgress).await?;
+        let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let shown = command.clone().or_else(|| task.proposal.as_ref().map(|p| p.command.clone()));
+        self.log(
+            LogEntry::new(Direction::In, "command", json!({"command": shown, "edited": command.is_some()}))
+                .task(task_id)
+                .agent(Some(agent.clone()))
+                .step(index),
+        )
+        .await;
+        let result = client.execute(ExecuteRequest { task, command }).await;
+        let step = match result {
+            Ok(step) => step,
+            Err(e) => {
+                self.log(
+                    LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))
+                        .task(task_id)
+                        .agent(Some(agent))
+                        .step(index),
+                )
+                .await;
+                return Err(e.into());
+            }
+        };
+        let stored = self.inner.store.append_step(task_id, step).await?;
+        let step = stored.steps.last().cloned().ok_or_else(|| {
+            Error::Store(crate::error::StoreError::Backend("appended step missing from the task".into()))
+        })?;
+        self.log(
+            LogEntry::new(Direction::Out, "output", output_payload(&step.outcome))
+                .task(task_id)
+                .agent(Some(agent))
+                .step(step.index),
+        )
+        .await;
+        self.publish(EventKind::StepExecuted { task_id, step: Box::new(step.clone()) });
+        self.publish(EventKind::TaskUpdated { task: Box::new(stored) });
+        Ok(step)
+    }
+
+    /// Runs a task autonomously through its assigned agent: propose → execute, every step
+    /// stored, logged and published, until the agent says it is done (the task then moves to
+    /// `done`), a budget in `limits` is used up, or `limits.cancel` fires (the task stays
+    /// `in_progress`).
+    pub async fn run(&self, task_id: TaskId, limits: &RunLimits) -> Result<RunReport, Error> {
+        let mut driver = HubDriver { hub: self, task_id };
+        let report = drive(&mut driver, limits).await?;
+        if let StopReason::Done { summary } = &report.stop {
+            let task = self.inner.store.get_task(task_id).await?;
+            self.move_to(task, TaskStatus::Done).await?;
+            self.log(LogEntry::new(Direction::Out, "status", json!({"status": "done", "summary": summary})).task(task_id))
+                .await;
+        }
+        Ok(report)
+    }
+
+    /// Log entries, e.g. `LogQuery::task(id).limit(50)`.
+    pub async fn logs(&self, query: LogQuery) -> Result<Vec<crate::log::LogEntry>, Error> {
+        Ok(self.inner.store.logs(query).await?)
+    }
+}
+
+struct HubDriver<'a> {
+    hub: &'a Hub,
+    task_id: TaskId,
+}
+
+impl StepDriver for HubDriver<'_> {
+    async fn propose(&mut self) -> Result<Proposed, Error> {
+        self.hub.propose(self.task_id).await
+    }
+
+    async fn execute(&mut self, _proposal: Proposal) -> Result<StepRecord, Error> {
+        // The proposal is already stored on the task by `propose`.
+        self.hub.execute(self.task_id, None).await
+    }
+}

@@ -1,0 +1,482 @@
+//! Reading a model's answer: a command to run next, or "the task is done".
+//!
+//! The Worker asks for JSON (`{"reason": "...", "command": "..."}`, or `{"reason": "...",
+//! "done": true}`), but small local models answer in many shapes. [`parse_answer`] tries, in
+//! order:
+//!
+//! 1. JSON — the whole answer, a fenced ```` ```json ```` block, or the first `{…}` object in
+//!    prose; malformed JSON still yields its `"command"` string when that can be read;
+//! 2. `REASON:` / `COMMAND:` lines (also `**COMMAND:**`, and `COMMAND: DONE` or a `DONE:` line);
+//! 3. the first fenced shell block (```` ```bash ````, ```` ```sh ````, or an unlabelled one),
+//!    with `$ ` prompts removed; the prose before it is the reason.
+//!
+//! An answer with none of these is a [`ProposalError`]: an empty answer is
+//! [`ProposalError::Empty`], anything else (a refusal, a question, prose) is
+//! [`ProposalError::NoCommand`] carrying the raw text. It never yields an empty command.
+
+use serde_json::Value;
+
+use crate::error::ProposalError;
+
+/// What the model answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedAnswer {
+    /// Run `command` next.
+    Command {
+        /// Why (may be empty when the model gave no reason).
+        reason: String,
+        /// The shell command, trimmed, never empty.
+        command: String,
+    },
+    /// The model says the task is done.
+    Done {
+        /// Its summary (may be empty).
+        summary: String,
+    },
+}
+
+const SHELL_LANGS: [&str; 7] = ["", "sh", "bash", "shell", "zsh", "console", "shell-session"];
+
+/// Parses a model's answer; see the module docs for the accepted shapes.
+pub fn parse_answer(raw: &str) -> Result<ParsedAnswer, ProposalError> {
+    let text = strip_think(raw);
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ProposalError::Empty);
+    }
+    if let Some(answer) = from_json(text) {
+        return answer.ok_or_else(|| no_command(raw));
+    }
+    if let Some(answer) = from_lines(text) {
+        return Ok(answer);
+    }
+    if let Some(answer) = from_fence(text) {
+        return Ok(answer);
+    }
+    Err(no_command(raw))
+}
+
+fn no_command(raw: &str) -> ProposalError {
+    let excerpt: String = raw.trim().chars().take(200).collect();
+    ProposalError::NoCommand { excerpt, raw: raw.to_string() }
+}
+
+/// Removes `<think>…</think>` blocks that reasoning models put before their answer.
+fn strip_think(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(start) = rest.find("<think>") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</think>") {
+            Some(end) => rest = &rest[start + end + "</think>".len()..],
+            None => return out, // an unterminated thought has no answer after it
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A fenced block: its language tag and body.
+struct Fence<'a> {
+    lang: &'a str,
+    body: &'a str,
+    start: usize,
+}
+
+fn fences(text: &str) -> Vec<Fence<'_>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(open) = text[pos..].find("```") {
+        let open = pos + open;
+        let after = &text[open + 3..];
+        let line_end = after.find('\n').unwrap_or(after.len());
+        let lang = after[..line_end].trim();
+        let body_start = (line_end + 1).min(after.len());
+        let Some(close) = after[body_start..].find("```") else { break };
+        out.push(Fence { lang, body: &after[body_start..body_start + close], start: open });
+        pos = open + 3 + body_start + close + 3;
+    }
+    out
+}
+
+/// `Some(Some(answer))`: JSON with a command or done; `Some(None)`: JSON that clearly is the
+/// answer but has no command (e.g. a refusal in JSON); `None`: no JSON found.
+fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
+    let mut candidates: Vec<&str> = Vec::new();
+    if text.starts_with('{') {
+        candidates.push(text);
+    }
+    for fence in fences(text) {
+        let body = fence.body.trim();
+        if fence.lang.eq_ignore_ascii_case("json") || body.starts_with('{') {
+            candidates.push(body);
+        }
+    }
+    if let Some(obj) = first_object(text) {
+        candidates.push(obj);
+    }
+    for candidate in &candidates {
+        if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(candidate) {
+            let get_str = |k: &str| map.get(k).and_then(Value::as_str).map(str::trim);
+            let reason = get_str("reason")
+                .or_else(|| get_str("explanation"))
+                .or_else(|| get_str("summary"))
+                .unwrap_or_default()
+                .to_string();
+            let done = match map.get("done") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            };
+            let command = get_str("command").or_else(|| get_str("cmd")).map(clean_command);
+            return Some(match command {
+                Some(command) if !command.is_empty() && !is_done_word(&command) => {
+                    Some(ParsedAnswer::Command { reason, command })
+                }
+                Some(command) if is_done_word(&command) => Some(ParsedAnswer::Done { summary: reason }),
+                _ if done => Some(ParsedAnswer::Done { summary: reason }),
+                _ => None,
+            });
+        }
+    }
+    // Malformed JSON: salvage a `"command": "…"` string if one is readable.
+    for candidate in candidates.iter().copied().chain(std::iter::once(text)) {
+        if let Some(command) = json_string_field(candidate, "command") {
+            let command = clean_command(&command);
+            if !command.is_empty() {
+                let reason = json_string_field(candidate, "reason").unwrap_or_default();
+                return Some(Some(ParsedAnswer::Command { reason, command }));
+            }
+        }
+    }
+    None
+}
+
+/// The first balanced `{…}` in `text` (string-aware), if any.
+fn first_object(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, c) in text[start..].char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => depth += 1,
+            '}' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return Some(&text[start..start + i + 1]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Reads `"field": "<json string>"` from possibly broken JSON.
+fn json_string_field(text: &str, field: &str) -> Option<String> {
+    let key = format!("\"{field}\"");
+    let at = text.find(&key)?;
+    let rest = text[at + key.len()..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let mut end = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => {
+                end = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let literal = format!("\"{}\"", &rest[..end?]);
+    serde_json::from_str::<String>(&literal).ok()
+}
+
+fn is_done_word(s: &str) -> bool {
+    let s = s.trim().trim_matches(|c: char| c == '`' || c == '.' || c == '"').to_ascii_lowercase();
+    matches!(s.as_str(), "done" | "none" | "task complete" | "task_complete" | "finished" | "n/a")
+}
+
+/// Trims a command and removes wrapping backticks and a leading `$ ` prompt.
+fn clean_command(command: &str) -> String {
+    let mut c = command.trim();
+    if c.starts_with("```") {
+        c = c.trim_start_matches('`');
+        // drop a language tag line
+        if let Some(nl) = c.find('\n') {
+            if SHELL_LANGS.contains(&c[..nl].trim()) {
+                c = &c[nl + 1..];
+            }
+        }
+        c = c.trim_end_matches('`');
+    } else if c.len() >= 2 && c.starts_with('`') && c.ends_with('`') {
+        c = &c[1..c.len() - 1];
+    }
+    let c = c.trim();
+    c.strip_prefix("$ ").unwrap_or(c).trim().to_string()
+}
+
+/// A `LABEL:` line: returns the value after the label when `line` starts with it (ignoring
+/// case, markdown bold and list markers).
+fn label_value<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    let l = line.trim_start().trim_start_matches(['-', '*', '#', ' ']);
+    let head = l.get(..label.len())?;
+    if !head.eq_ignore_ascii_case(label) {
+        return None;
+    }
+    let rest = l[label.len()..].trim_start_matches('*').trim_start();
+    let rest = rest.strip_prefix(':')?;
+    Some(rest.trim_start_matches('*').trim())
+}
+
+fn from_lines(text: &str) -> Option<ParsedAnswer> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut reason = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(r) = label_value(line, "reason") {
+            reason = r.to_string();
+            continue;
+        }
+        if let Some(summary) = label_value(line, "done") {
+            return Some(ParsedAnswer::Done {
+                summary: if summary.is_empty() { reason } else { summary.to_string() },
+            });
+        }
+        if let Some(value) = label_value(line, "command") {
+            if is_done_word(value) {
+                return Some(ParsedAnswer::Done { summary: reason });
+            }
+            let command = clean_command(value);
+            if !command.is_empty() && !command.starts_with("```") {
+                return Some(ParsedAnswer::Command { reason, command });
+            }
+            // `COMMAND:` followed by a fenced block on the next lines
+            let rest = lines[i + 1..].join("\n");
+            if let Some(fence) = fences(&rest).into_iter().find(|f| is_shell_fence(f)) {
+                let command = fence_command(fence.body);
+                if !command.is_empty() {
+                    return Some(ParsedAnswer::Command { reason, command });
+                }
+            }
+        }
+    }
+    if lines.iter().any(|l| l.trim().eq_ignore_ascii_case("done")) {
+        return Some(ParsedAnswer::Done { summary: reason });
+    }
+    None
+}
+
+fn is_shell_fence(fence: &Fence<'_>) -> bool {
+    SHELL_LANGS.contains(&fence.lang.to_ascii_lowercase().as_str()) && !fence.body.trim().starts_with('{')
+}
+
+/// The command of a shell fence: lines without `$ ` prompts, comments and blank lines kept as
+/// a script; output lines of a `console` transcript (not starting with `$`) dropped.
+fn fence_command(body: &str) -> String {
+    let has_prompts = body.lines().any(|l| l.trim_start().starts_with("$ "));
+    let lines: Vec<&str> = body
+        .lines()
+        .filter_map(|l| {
+            let t = l.trim_end();
+            if has_prompts {
+                t.trim_start().strip_prefix("$ ")
+            } else {
+                Some(t)
+            }
+        })
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines.join("\n").trim().to_string()
+}
+
+fn from_fence(text: &str) -> Option<ParsedAnswer> {
+    let fence = fences(text).into_iter().find(is_shell_fence)?;
+    let command = fence_command(fence.body);
+    if command.is_empty() {
+        return None;
+    }
+    let prose = text[..fence.start].trim();
+    let reason: String = prose.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    Some(ParsedAnswer::Command { reason, command })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(raw: &str) -> (String, String) {
+        match parse_answer(raw) {
+            Ok(ParsedAnswer::Command { reason, command }) => (reason, command),
+            other => panic!("expected a command from {raw:?}, got {other:?}"),
+        }
+    }
+
+    fn done(raw: &str) -> String {
+        match parse_answer(raw) {
+            Ok(ParsedAnswer::Done { summary }) => summary,
+            other => panic!("expected done from {raw:?}, got {other:?}"),
+        }
+    }
+
+    fn no_command(raw: &str) {
+        assert!(
+            matches!(parse_answer(raw), Err(ProposalError::NoCommand { raw: ref r, .. }) if r == raw),
+            "expected NoCommand for {raw:?}, got {:?}",
+            parse_answer(raw)
+        );
+    }
+
+    #[test]
+    fn plain_json() {
+        let (r, c) = cmd(r#"{"reason": "See what is in the repo", "command": "ls -la"}"#);
+        assert_eq!((r.as_str(), c.as_str()), ("See what is in the repo", "ls -la"));
+    }
+
+    #[test]
+    fn json_in_json_fence_with_prose() {
+        let raw = "Sure! Here is the next step:\n```json\n{\n  \"reason\": \"run the tests\",\n  \"command\": \"cargo test --workspace\"\n}\n```\nLet me know.";
+        assert_eq!(cmd(raw).1, "cargo test --workspace");
+    }
+
+    #[test]
+    fn json_object_inside_prose() {
+        let raw = "I will check the git state. {\"reason\": \"check state\", \"command\": \"git status --short\"} That's it.";
+        assert_eq!(cmd(raw), ("check state".into(), "git status --short".into()));
+    }
+
+    #[test]
+    fn json_with_braces_and_escapes_in_command() {
+        let raw = r#"{"reason": "count lines", "command": "find . -name '*.rs' | xargs wc -l | awk '{s+=$1} END {print s}'"}"#;
+        assert_eq!(cmd(raw).1, "find . -name '*.rs' | xargs wc -l | awk '{s+=$1} END {print s}'");
+        let raw = r#"{"reason":"quote","command":"echo \"hi there\"\necho two"}"#;
+        assert_eq!(cmd(raw).1, "echo \"hi there\"\necho two");
+    }
+
+    #[test]
+    fn malformed_json_missing_brace_is_salvaged() {
+        let raw = r#"{"reason": "list files", "command": "ls -la src""#;
+        assert_eq!(cmd(raw), ("list files".into(), "ls -la src".into()));
+    }
+
+    #[test]
+    fn malformed_json_trailing_comma_is_salvaged() {
+        let raw = "```json\n{\"reason\": \"build\", \"command\": \"cargo build\",}\n```";
+        assert_eq!(cmd(raw).1, "cargo build");
+    }
+
+    #[test]
+    fn json_done() {
+        assert_eq!(done(r#"{"reason": "All tests pass now.", "done": true}"#), "All tests pass now.");
+        assert_eq!(done(r#"{"reason": "finished", "command": "DONE"}"#), "finished");
+        assert_eq!(done(r#"{"summary": "ok", "done": "true", "command": null}"#), "ok");
+    }
+
+    #[test]
+    fn json_without_command_is_no_command() {
+        no_command(r#"{"reason": "I cannot do that because it would delete data"}"#);
+        no_command(r#"{"reason": "nothing", "command": "   "}"#);
+    }
+
+    #[test]
+    fn reason_command_lines() {
+        let raw = "REASON: Need to see the Cargo manifest\nCOMMAND: cat Cargo.toml";
+        assert_eq!(cmd(raw), ("Need to see the Cargo manifest".into(), "cat Cargo.toml".into()));
+    }
+
+    #[test]
+    fn markdown_bold_labels_and_backticks() {
+        let raw = "**Reason:** check disk usage\n**Command:** `du -sh .`";
+        assert_eq!(cmd(raw), ("check disk usage".into(), "du -sh .".into()));
+    }
+
+    #[test]
+    fn command_label_followed_by_fence() {
+        let raw = "REASON: create the directory and file\nCOMMAND:\n```bash\nmkdir -p out\necho hi > out/a.txt\n```";
+        assert_eq!(cmd(raw).1, "mkdir -p out\necho hi > out/a.txt");
+    }
+
+    #[test]
+    fn lines_done() {
+        assert_eq!(done("REASON: everything is in place\nCOMMAND: DONE"), "everything is in place");
+        assert_eq!(done("DONE: the report was written to out.md"), "the report was written to out.md");
+        assert_eq!(done("The file exists and has the right content.\n\nDONE"), "");
+    }
+
+    #[test]
+    fn command_inside_prose_fence() {
+        let raw = "Let's look at the failing test first.\n\n```bash\ncargo test -p ananta-core 2>&1 | tail -n 20\n```\n\nThis shows the end of the output.";
+        assert_eq!(
+            cmd(raw),
+            ("Let's look at the failing test first.".into(), "cargo test -p ananta-core 2>&1 | tail -n 20".into())
+        );
+    }
+
+    #[test]
+    fn console_transcript_prompts_are_stripped() {
+        let raw = "Run this:\n```console\n$ ls -1\nfile_a\nfile_b\n```";
+        assert_eq!(cmd(raw).1, "ls -1");
+        let raw = "```\n$ pwd\n```";
+        assert_eq!(cmd(raw).1, "pwd");
+    }
+
+    #[test]
+    fn non_shell_fence_is_not_a_command() {
+        no_command("Here is the code:\n```python\nprint('hi')\n```");
+    }
+
+    #[test]
+    fn refusal_is_no_command() {
+        no_command("I'm sorry, but I can't help with deleting system files.");
+        no_command("As an AI language model, I cannot execute commands on your machine.");
+    }
+
+    #[test]
+    fn question_is_no_command() {
+        no_command("Which directory should I look in? Please tell me more about the project.");
+    }
+
+    #[test]
+    fn empty_answers() {
+        assert_eq!(parse_answer(""), Err(ProposalError::Empty));
+        assert_eq!(parse_answer("  \n\t "), Err(ProposalError::Empty));
+        assert_eq!(parse_answer("<think>hmm, let me think</think>\n"), Err(ProposalError::Empty));
+    }
+
+    #[test]
+    fn think_block_is_skipped() {
+        let raw = "<think>The user wants files listed. {\"command\": \"rm -rf /\"} no!</think>\n{\"reason\": \"list\", \"command\": \"ls\"}";
+        assert_eq!(cmd(raw).1, "ls");
+        // an unterminated think block has no answer
+        assert_eq!(parse_answer("<think>still thinking {\"command\": \"ls\"}"), Err(ProposalError::Empty));
+    }
+
+    #[test]
+    fn cmd_alias_and_dollar_prompt() {
+        assert_eq!(cmd(r#"{"explanation": "x", "cmd": "$ uname -a"}"#), ("x".into(), "uname -a".into()));
+    }
+
+    #[test]
+    fn unicode_and_long_answers_do_not_panic() {
+        let raw = format!("{}```sh\necho ünïcødé ✓\n```", "é".repeat(10_000));
+        assert_eq!(cmd(&raw).1, "echo ünïcødé ✓");
+        let _ = parse_answer("{{{{{{\"command\"");
+        let _ = parse_answer("```");
+        let _ = parse_answer("COMMAND:");
+        let _ = parse_answer("\"command\": \"unterminated");
+        no_command("COMMAND:");
+    }
+}

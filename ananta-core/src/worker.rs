@@ -1,0 +1,434 @@
+//! The Worker: asks an LLM for the next shell command of a task, runs it, and logs everything.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::agent::{AgentCard, AgentClient, ExecuteRequest, ProposeRequest};
+use crate::error::{AgentError, Error};
+use crate::exec::{ExecRequest, Executor};
+use crate::ids::AgentId;
+use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
+use crate::log::{Direction, LogEntry, LogQuery};
+use crate::parse::{ParsedAnswer, parse_answer};
+use crate::run::{RunLimits, RunReport, StepDriver, drive};
+use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
+use crate::template::{Template, render};
+
+/// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell. \
+You work on one task by proposing exactly ONE shell command per answer; after each command you see its output. \
+Answer with a single JSON object and nothing else: {\"reason\": \"<why this is the right next step>\", \"command\": \"<one shell command>\"}. \
+When the task is complete, answer {\"reason\": \"<summary of what was achieved>\", \"done\": true}. \
+Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    name: AgentId,
+    llm: Option<Arc<dyn LlmProvider>>,
+    executor: Option<Arc<dyn Executor>>,
+    system_prompt: String,
+    specialisation: String,
+    model: Option<String>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    output_budget: usize,
+    history_steps: usize,
+    log_capacity: usize,
+}
+
+impl WorkerBuilder {
+    /// The LLM that proposes commands (required).
+    pub fn llm(mut self, llm: Arc<dyn LlmProvider>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+
+    /// The executor that runs them (required).
+    pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Replaces the whole system prompt (the default explains the answer format).
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.system_prompt = prompt.into();
+        self
+    }
+
+    /// The agent's specialisation, appended to the system prompt and shown on its card.
+    pub fn specialisation(mut self, text: impl Into<String>) -> Self {
+        self.specialisation = text.into();
+        self
+    }
+
+    /// The model to ask (a template's `model` overrides it per task).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sampling temperature.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Answer token limit.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Characters of each stream (stdout, stderr) of a step fed back to the model (default
+    /// 4,000; head and tail are kept, with a marker of what was cut).
+    pub fn output_budget(mut self, chars: usize) -> Self {
+        self.output_budget = chars;
+        self
+    }
+
+    /// How many of the latest steps the prompt shows (default 20; older ones are summarised
+    /// as a count).
+    pub fn history_steps(mut self, steps: usize) -> Self {
+        self.history_steps = steps;
+        self
+    }
+
+    /// How many log entries the worker keeps in memory (default 10,000; oldest dropped first).
+    pub fn log_capacity(mut self, entries: usize) -> Self {
+        self.log_capacity = entries;
+        self
+    }
+
+    /// Builds the worker; fails when the LLM or the executor is missing.
+    pub fn build(self) -> Result<Worker, Error> {
+        let llm = self.llm.ok_or_else(|| Error::InvalidInput("Worker needs an LLM provider".into()))?;
+        let executor =
+            self.executor.ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
+        Ok(Worker {
+            inner: Arc::new(WorkerInner {
+                name: self.name,
+                llm,
+                executor,
+                system_prompt: self.system_prompt,
+                specialisation: self.specialisation,
+                model: self.model,
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+                output_budget: self.output_budget,
+                history_steps: self.history_steps,
+                log: Mutex::new(LogRing { entries: VecDeque::new(), next_seq: 1 }),
+                log_capacity: self.log_capacity.max(1),
+            }),
+        })
+    }
+}
+
+struct LogRing {
+    entries: VecDeque<LogEntry>,
+    next_seq: u64,
+}
+
+struct WorkerInner {
+    name: AgentId,
+    llm: Arc<dyn LlmProvider>,
+    executor: Arc<dyn Executor>,
+    system_prompt: String,
+    specialisation: String,
+    model: Option<String>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    output_budget: usize,
+    history_steps: usize,
+    log: Mutex<LogRing>,
+    log_capacity: usize,
+}
+
+/// An agent that proposes shell commands with an LLM and runs them with an executor.
+///
+/// Cheap to clone (shared state). It implements [`AgentClient`], so a Hub can use it
+/// in-process: `hub.register_agent(worker.card(), Arc::new(worker.clone()))`.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<WorkerInner>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("name", &self.inner.name)
+            .field("llm", &self.inner.llm.name())
+            .field("model", &self.inner.model)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts building a worker named `name`.
+    pub fn builder(name: AgentId) -> WorkerBuilder {
+        WorkerBuilder {
+            name,
+            llm: None,
+            executor: None,
+            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+            specialisation: String::new(),
+            model: None,
+            temperature: None,
+            max_tokens: None,
+            output_budget: 4_000,
+            history_steps: 20,
+            log_capacity: 10_000,
+        }
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &AgentId {
+        &self.inner.name
+    }
+
+    /// An in-process card for registering this worker with a Hub.
+    pub fn card(&self) -> AgentCard {
+        let mut card = AgentCard::in_process(self.inner.name.clone());
+        card.system_prompt = self.inner.specialisation.clone();
+        card
+    }
+
+    /// The messages the worker sends its LLM for the next step of `task`: the system prompt,
+    /// the task (its template rendered, or title and description), then the latest steps as
+    /// assistant answers and user messages with their output.
+    pub fn build_messages(
+        &self,
+        task: &Task,
+        template: Option<&Template>,
+    ) -> Result<Vec<ChatMessage>, AgentError> {
+        let inner = &self.inner;
+        let mut system = inner.system_prompt.clone();
+        if !inner.specialisation.is_empty() {
+            system.push_str("\n\nYour specialisation: ");
+            system.push_str(&inner.specialisation);
+        }
+        let task_text = match template {
+            Some(t) => {
+                let vars: BTreeMap<String, String> = [
+                    ("task_id", task.id.to_string()),
+                    ("title", task.title.clone()),
+                    ("description", task.description.clone()),
+                    ("tags", task.tags.join(", ")),
+                    ("priority", format!("{:?}", task.priority).to_lowercase()),
+                    ("status", task.status.to_string()),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                render(&t.prompt_template, &vars, &t.defaults)?
+            }
+            None if task.description.trim().is_empty() => format!("Task {}: {}", task.id, task.title),
+            None => format!("Task {}: {}\n\n{}", task.id, task.title, task.description),
+        };
+        let mut messages = vec![ChatMessage::system(system), ChatMessage::user(task_text)];
+        let skip = task.steps.len().saturating_sub(inner.history_steps);
+        if skip > 0 {
+            messages.push(ChatMessage::user(format!(
+                "({skip} earlier step(s) omitted; the latest {} follow.)",
+                task.steps.len() - skip
+            )));
+        }
+        for step in &task.steps[skip..] {
+            let answer = match &step.proposal {
+                Some(p) if p.command == step.command && !p.raw.is_empty() => p.raw.clone(),
+                Some(p) => json!({"reason": p.reason, "command": step.command}).to_string(),
+                None => json!({"reason": "command given by the operator", "command": step.command})
+                    .to_string(),
+            };
+            messages.push(ChatMessage::assistant(answer));
+            messages.push(ChatMessage::user(format!(
+                "Step {} ran `{}`:\n{}\nPropose the next command, or answer done.",
+                step.index,
+                step.command,
+                step.outcome.summary_for_model(inner.output_budget)
+            )));
+        }
+        Ok(messages)
+    }
+
+    fn log(&self, entry: LogEntry) {
+        let mut ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entry = entry.agent(Some(self.inner.name.clone()));
+        entry.seq = ring.next_seq;
+        ring.next_seq += 1;
+        ring.entries.push_back(entry);
+        while ring.entries.len() > self.inner.log_capacity {
+            ring.entries.pop_front();
+        }
+    }
+
+    /// The worker's own log (the seed's worker `/logs`), newest `limit` entries ascending.
+    pub fn logs(&self, query: &LogQuery) -> Vec<LogEntry> {
+        let ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<LogEntry> = ring.entries.iter().filter(|e| query.matches(e)).cloned().collect();
+        if let Some(limit) = query.limit {
+            let cut = out.len().saturating_sub(limit);
+            out.drain(..cut);
+        }
+        out
+    }
+
+    /// Asks the LLM for the next step of `task`.
+    pub async fn propose(&self, task: &Task, template: Option<&Template>) -> Result<Proposed, AgentError> {
+        let inner = &self.inner;
+        let messages = self.build_messages(task, template)?;
+        let prompt = messages.last().map(|m| m.content.clone()).unwrap_or_default();
+        let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let mut request = ChatRequest::new(messages);
+        request.model = template.and_then(|t| t.model.clone()).or_else(|| inner.model.clone());
+        request.temperature = inner.temperature;
+        request.max_tokens = inner.max_tokens;
+        self.log(
+            LogEntry::new(Direction::In, "prompt", json!({"prompt": prompt, "model": request.model}))
+                .task(task.id)
+                .step(step),
+        );
+        tracing::debug!(task = %task.id, agent = %inner.name, "asking the LLM for the next step");
+        let response = match inner.llm.complete(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(
+                    LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))
+                        .task(task.id)
+                        .step(step),
+                );
+                return Err(e.into());
+            }
+        };
+        let parsed = parse_answer(&response.content);
+        self.log(
+            LogEntry::new(
+                Direction::Out,
+                "answer",
+                json!({"raw": response.content, "usage": response.usage, "parsed": parsed.is_ok()}),
+            )
+            .task(task.id)
+            .step(step),
+        );
+        Ok(match parsed? {
+            ParsedAnswer::Command { reason, command } => Proposed::Command(Proposal {
+                reason,
+                command,
+                raw: response.content,
+                prompt,
+                usage: response.usage,
+                agent: Some(inner.name.clone()),
+                proposed_at: Utc::now(),
+            }),
+            ParsedAnswer::Done { summary } => {
+                Proposed::Done(Completion { summary, raw: response.content, usage: response.usage })
+            }
+        })
+    }
+
+    /// Runs `command` (or the task's pending proposal) and returns the step record; it does
+    /// not change `task` (see [`Worker::run`] for that).
+    pub async fn execute(&self, task: &Task, command: Option<String>) -> Result<StepRecord, AgentError> {
+        let proposal = task.proposal.clone();
+        let command = match command {
+            Some(c) if c.trim().is_empty() => {
+                return Err(crate::error::ExecError::InvalidRequest("the command is empty".into()).into());
+            }
+            Some(c) => c,
+            None => proposal.as_ref().map(|p| p.command.clone()).ok_or(AgentError::NoCommand(task.id))?,
+        };
+        let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        self.log(LogEntry::new(Direction::In, "command", json!({"command": command})).task(task.id).step(index));
+        let started_at = Utc::now();
+        let outcome = match self.inner.executor.run(ExecRequest::new(command.clone()), None).await {
+            Ok(o) => o,
+            Err(e) => {
+                self.log(
+                    LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))
+                        .task(task.id)
+                        .step(index),
+                );
+                return Err(e.into());
+            }
+        };
+        let finished_at = Utc::now();
+        self.log(LogEntry::new(Direction::Out, "output", output_payload(&outcome)).task(task.id).step(index));
+        Ok(StepRecord {
+            index,
+            agent: Some(self.inner.name.clone()),
+            prompt: proposal.as_ref().map(|p| p.prompt.clone()).unwrap_or_default(),
+            proposal,
+            command,
+            outcome,
+            started_at,
+            finished_at,
+        })
+    }
+
+    /// Works on `task` autonomously: propose → execute → feed the output back, until the model
+    /// says the task is done, a budget in `limits` is used up, or `limits.cancel` fires. Steps
+    /// are appended to `task.steps` as they happen, so nothing is lost when it returns an error.
+    /// It does not change the task's status (a Hub does that).
+    pub async fn run(
+        &self,
+        task: &mut Task,
+        template: Option<&Template>,
+        limits: &RunLimits,
+    ) -> Result<RunReport, Error> {
+        let mut driver = LocalDriver { worker: self, task, template };
+        drive(&mut driver, limits).await
+    }
+}
+
+/// The log payload of an outcome: status and the head/tail of each stream.
+pub(crate) fn output_payload(outcome: &crate::exec::ExecOutcome) -> serde_json::Value {
+    json!({
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "timed_out": outcome.timed_out,
+        "duration_ms": outcome.duration_ms,
+        "stdout": crate::exec::head_tail(&outcome.stdout, 4_000),
+        "stderr": crate::exec::head_tail(&outcome.stderr, 4_000),
+        "stdout_truncated": outcome.stdout_truncated,
+        "stderr_truncated": outcome.stderr_truncated,
+    })
+}
+
+struct LocalDriver<'a> {
+    worker: &'a Worker,
+    task: &'a mut Task,
+    template: Option<&'a Template>,
+}
+
+impl StepDriver for LocalDriver<'_> {
+    async fn propose(&mut self) -> Result<Proposed, Error> {
+        Ok(self.worker.propose(self.task, self.template).await?)
+    }
+
+    async fn execute(&mut self, proposal: Proposal) -> Result<StepRecord, Error> {
+        self.task.proposal = Some(proposal);
+        let step = self.worker.execute(self.task, None).await?;
+        self.task.proposal = None;
+        self.task.steps.push(step.clone());
+        self.task.updated_at = Utc::now();
+        Ok(step)
+    }
+}
+
+#[async_trait]
+impl AgentClient for Worker {
+    async fn propose(&self, request: ProposeRequest) -> Result<Proposed, AgentError> {
+        Worker::propose(self, &request.task, request.template.as_ref()).await
+    }
+
+    async fn execute(&self, request: ExecuteRequest) -> Result<StepRecord, AgentError> {
+        Worker::execute(self, &request.task, request.command).await
+    }
+
+    async fn ping(&self) -> Result<(), AgentError> {
+        Ok(())
+    }
+}
