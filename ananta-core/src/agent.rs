@@ -91,7 +91,9 @@ impl AgentCard {
             }
         }
         if self.description.len() > 16 * 1024 || self.system_prompt.len() > 64 * 1024 {
-            return Err(RegistryError::InvalidCard("description or system prompt too long".into()));
+            return Err(RegistryError::InvalidCard(
+                "description or system prompt too long".into(),
+            ));
         }
         Ok(())
     }

@@ -49,7 +49,10 @@ impl Plan {
             problems.push("the plan has no tasks".to_string());
         }
         if self.tasks.len() > MAX_PLAN_TASKS {
-            problems.push(format!("the plan has {} tasks, at most {MAX_PLAN_TASKS} are allowed", self.tasks.len()));
+            problems.push(format!(
+                "the plan has {} tasks, at most {MAX_PLAN_TASKS} are allowed",
+                self.tasks.len()
+            ));
         }
         let mut seen = BTreeSet::new();
         for t in &self.tasks {
@@ -83,7 +86,10 @@ impl Plan {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(DecomposeError::InvalidPlan { problems, raw: String::new() })
+            Err(DecomposeError::InvalidPlan {
+                problems,
+                raw: String::new(),
+            })
         }
     }
 
@@ -99,12 +105,18 @@ impl Plan {
                     return None;
                 }
                 *indegree.get_mut(t.id.as_str())? += 1;
-                dependents.entry(d.as_str()).or_default().push(t.id.as_str());
+                dependents
+                    .entry(d.as_str())
+                    .or_default()
+                    .push(t.id.as_str());
             }
         }
         let mut waves = Vec::new();
-        let mut ready: Vec<&str> =
-            indegree.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+        let mut ready: Vec<&str> = indegree
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(id, _)| *id)
+            .collect();
         let mut done = 0;
         while !ready.is_empty() {
             let mut next = Vec::new();
@@ -152,19 +164,43 @@ mod tests {
     fn waves_and_validation() {
         let plan = Plan {
             reasoning: String::new(),
-            tasks: vec![task("a", &[]), task("b", &["a"]), task("c", &["a"]), task("d", &["b", "c"])],
+            tasks: vec![
+                task("a", &[]),
+                task("b", &["a"]),
+                task("c", &["a"]),
+                task("d", &["b", "c"]),
+            ],
         };
         assert!(plan.validate().is_ok());
         assert_eq!(
             plan.waves().unwrap(),
-            vec![vec!["a".to_string()], vec!["b".into(), "c".into()], vec!["d".into()]]
+            vec![
+                vec!["a".to_string()],
+                vec!["b".into(), "c".into()],
+                vec!["d".into()]
+            ]
         );
-        let cyclic = Plan { reasoning: String::new(), tasks: vec![task("a", &["b"]), task("b", &["a"])] };
-        assert_eq!(cyclic.problems(), vec!["the dependencies form a cycle".to_string()]);
-        let bad = Plan { reasoning: String::new(), tasks: vec![task("a", &["zz", "a"]), task("a", &[])] };
+        let cyclic = Plan {
+            reasoning: String::new(),
+            tasks: vec![task("a", &["b"]), task("b", &["a"])],
+        };
+        assert_eq!(
+            cyclic.problems(),
+            vec!["the dependencies form a cycle".to_string()]
+        );
+        let bad = Plan {
+            reasoning: String::new(),
+            tasks: vec![task("a", &["zz", "a"]), task("a", &[])],
+        };
         let p = bad.problems();
         assert_eq!(p.len(), 3, "{p:?}");
-        let empty = Plan { reasoning: String::new(), tasks: vec![] };
-        assert!(matches!(empty.validate(), Err(DecomposeError::InvalidPlan { .. })));
+        let empty = Plan {
+            reasoning: String::new(),
+            tasks: vec![],
+        };
+        assert!(matches!(
+            empty.validate(),
+            Err(DecomposeError::InvalidPlan { .. })
+        ));
     }
 }

@@ -73,7 +73,10 @@ impl LlmError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Unreachable(_) | Self::Timeout(_) | Self::RateLimited { .. } | Self::Server { .. }
+            Self::Unreachable(_)
+                | Self::Timeout(_)
+                | Self::RateLimited { .. }
+                | Self::Server { .. }
         )
     }
 }
@@ -401,7 +404,13 @@ mod tests {
     fn transient_classification() {
         assert!(LlmError::Timeout(Duration::from_secs(1)).is_transient());
         assert!(LlmError::RateLimited { retry_after: None }.is_transient());
-        assert!(!LlmError::Rejected { status: 400, body: String::new() }.is_transient());
+        assert!(
+            !LlmError::Rejected {
+                status: 400,
+                body: String::new()
+            }
+            .is_transient()
+        );
         assert!(!LlmError::ContextLengthExceeded(String::new()).is_transient());
         assert!(ExecError::Spawn("EAGAIN".into()).is_transient());
         assert!(!ExecError::InvalidRequest("empty".into()).is_transient());

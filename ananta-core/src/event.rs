@@ -88,14 +88,21 @@ impl EventBus {
     /// A bus that buffers up to `capacity` events per subscriber (at least 1).
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
-        Self { sender, seq: Default::default() }
+        Self {
+            sender,
+            seq: Default::default(),
+        }
     }
 
     /// Publishes an event; without subscribers it is dropped.
     pub fn publish(&self, kind: EventKind) {
         let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         // An error only means there is no subscriber right now.
-        let _ = self.sender.send(Event { seq, at: Utc::now(), kind });
+        let _ = self.sender.send(Event {
+            seq,
+            at: Utc::now(),
+            kind,
+        });
     }
 
     /// A new subscriber that receives events published from now on.

@@ -31,7 +31,10 @@ pub struct ExecRequest {
 impl ExecRequest {
     /// A request for `command` with the executor's defaults.
     pub fn new(command: impl Into<String>) -> Self {
-        Self { command: command.into(), ..Self::default() }
+        Self {
+            command: command.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the working directory.
@@ -156,7 +159,10 @@ pub fn head_tail(text: &str, budget: usize) -> String {
     let tail_len = budget - head_len;
     let head: String = text.chars().take(head_len).collect();
     let tail: String = text.chars().skip(total - tail_len).collect();
-    format!("{head}\n[… {} characters cut …]\n{tail}", total - head_len - tail_len)
+    format!(
+        "{head}\n[… {} characters cut …]\n{tail}",
+        total - head_len - tail_len
+    )
 }
 
 /// Which stream a chunk of output came from.
@@ -224,7 +230,10 @@ mod tests {
         let s = outcome.summary_for_model(100);
         assert!(s.contains("exit code 2") && s.contains("boom") && s.contains("truncated"));
         assert!(!outcome.success());
-        let timed = ExecOutcome { timed_out: true, ..ExecOutcome::default() };
+        let timed = ExecOutcome {
+            timed_out: true,
+            ..ExecOutcome::default()
+        };
         assert!(timed.summary_for_model(10).contains("timed out"));
     }
 }

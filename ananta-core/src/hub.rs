@@ -9,7 +9,9 @@ use serde_json::json;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{AgentCard, AgentClient, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest};
+use crate::agent::{
+    AgentCard, AgentClient, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest,
+};
 use crate::error::{AgentError, Error, ExecError};
 use crate::event::{Event, EventBus, EventKind};
 use crate::ids::{AgentId, TaskId, TemplateId};
@@ -17,7 +19,9 @@ use crate::log::{Direction, LogEntry, LogQuery};
 use crate::registry::{AgentRegistry, InMemoryRegistry};
 use crate::run::{RunLimits, RunReport, StepDriver, StopReason, drive};
 use crate::store::TaskStore;
-use crate::task::{NewTask, Proposal, Proposed, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
+use crate::task::{
+    NewTask, Proposal, Proposed, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate,
+};
 use crate::template::{NewTemplate, Template, TemplateUpdate};
 use crate::worker::output_payload;
 
@@ -50,11 +54,15 @@ impl HubBuilder {
 
     /// Builds the hub; fails without a store.
     pub fn build(self) -> Result<Hub, Error> {
-        let store = self.store.ok_or_else(|| Error::InvalidInput("Hub needs a TaskStore".into()))?;
+        let store = self
+            .store
+            .ok_or_else(|| Error::InvalidInput("Hub needs a TaskStore".into()))?;
         Ok(Hub {
             inner: Arc::new(HubInner {
                 store,
-                registry: self.registry.unwrap_or_else(|| Arc::new(InMemoryRegistry::new())),
+                registry: self
+                    .registry
+                    .unwrap_or_else(|| Arc::new(InMemoryRegistry::new())),
                 clients: RwLock::new(HashMap::new()),
                 events: EventBus::new(self.event_capacity.unwrap_or(1024)),
             }),
@@ -123,7 +131,9 @@ impl Hub {
     pub async fn create_task(&self, new: NewTask) -> Result<Task, Error> {
         let task = new.into_task().map_err(Error::InvalidInput)?;
         let task = self.inner.store.create_task(task).await?;
-        self.publish(EventKind::TaskCreated { task: Box::new(task.clone()) });
+        self.publish(EventKind::TaskCreated {
+            task: Box::new(task.clone()),
+        });
         Ok(task)
     }
 
@@ -148,8 +158,14 @@ impl Hub {
         if let Some(Some(agent)) = &update.assigned_agent {
             self.inner.registry.get(agent.clone()).await?;
         }
-        let task = self.inner.store.update_task(id, update, expected_version).await?;
-        self.publish(EventKind::TaskUpdated { task: Box::new(task.clone()) });
+        let task = self
+            .inner
+            .store
+            .update_task(id, update, expected_version)
+            .await?;
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(task.clone()),
+        });
         Ok(task)
     }
 
@@ -184,7 +200,11 @@ impl Hub {
     }
 
     /// Changes a template.
-    pub async fn update_template(&self, id: TemplateId, update: TemplateUpdate) -> Result<Template, Error> {
+    pub async fn update_template(
+        &self,
+        id: TemplateId,
+        update: TemplateUpdate,
+    ) -> Result<Template, Error> {
         Ok(self.inner.store.update_template(id, update).await?)
     }
 
@@ -197,7 +217,11 @@ impl Hub {
 
     /// Registers an agent and the client that reaches it (an in-process `Worker`, or a
     /// remote client). Registering a known name again updates its card and client.
-    pub async fn register_agent(&self, card: AgentCard, client: Arc<dyn AgentClient>) -> Result<AgentInfo, Error> {
+    pub async fn register_agent(
+        &self,
+        card: AgentCard,
+        client: Arc<dyn AgentClient>,
+    ) -> Result<AgentInfo, Error> {
         let info = self.inner.registry.register(card).await?;
         self.inner
             .clients
@@ -205,14 +229,20 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.card.name.clone(), client);
         tracing::info!(agent = %info.card.name, "agent registered");
-        self.publish(EventKind::AgentRegistered { agent: Box::new(info.clone()) });
+        self.publish(EventKind::AgentRegistered {
+            agent: Box::new(info.clone()),
+        });
         Ok(info)
     }
 
     /// Removes an agent.
     pub async fn deregister_agent(&self, id: AgentId) -> Result<(), Error> {
         self.inner.registry.deregister(id.clone()).await?;
-        self.inner.clients.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         Ok(())
     }
 
@@ -227,7 +257,11 @@ impl Hub {
     }
 
     /// Sets an agent's liveness; publishes `AgentStatusChanged` when it changed.
-    pub async fn set_agent_status(&self, id: AgentId, status: AgentStatus) -> Result<AgentInfo, Error> {
+    pub async fn set_agent_status(
+        &self,
+        id: AgentId,
+        status: AgentStatus,
+    ) -> Result<AgentInfo, Error> {
         let before = self.inner.registry.get(id.clone()).await?.status;
         let info = self.inner.registry.set_status(id.clone(), status).await?;
         if before != status {
@@ -249,8 +283,18 @@ impl Hub {
             .map(|(id, c)| (id.clone(), c.clone()))
             .collect();
         let checks = clients.into_iter().map(|(id, client)| async move {
-            let alive = matches!(tokio::time::timeout(timeout, client.ping()).await, Ok(Ok(())));
-            (id, if alive { AgentStatus::Online } else { AgentStatus::Offline })
+            let alive = matches!(
+                tokio::time::timeout(timeout, client.ping()).await,
+                Ok(Ok(()))
+            );
+            (
+                id,
+                if alive {
+                    AgentStatus::Online
+                } else {
+                    AgentStatus::Offline
+                },
+            )
         });
         let results = futures::future::join_all(checks).await;
         for (id, status) in &results {
@@ -262,7 +306,12 @@ impl Hub {
     }
 
     /// Checks agents every `interval` until `cancel` fires (spawn it on the runtime).
-    pub async fn monitor_agents(&self, interval: Duration, timeout: Duration, cancel: CancellationToken) {
+    pub async fn monitor_agents(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -289,7 +338,10 @@ impl Hub {
         if info.status == AgentStatus::Offline {
             return Err(Error::AgentOffline(agent));
         }
-        let update = TaskUpdate { assigned_agent: Some(Some(agent.clone())), ..TaskUpdate::default() };
+        let update = TaskUpdate {
+            assigned_agent: Some(Some(agent.clone())),
+            ..TaskUpdate::default()
+        };
         let task = self.inner.store.update_task(task_id, update, None).await?;
         self.log(
             LogEntry::new(Direction::In, "assign", json!({"agent": agent}))
@@ -298,13 +350,18 @@ impl Hub {
         )
         .await;
         self.publish(EventKind::TaskAssigned { task_id, agent });
-        self.publish(EventKind::TaskUpdated { task: Box::new(task.clone()) });
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(task.clone()),
+        });
         Ok(task)
     }
 
     /// The assigned agent and its client, refusing offline agents.
     async fn assigned(&self, task: &Task) -> Result<(AgentId, Arc<dyn AgentClient>), Error> {
-        let agent = task.assigned_agent.clone().ok_or(Error::NotAssigned(task.id))?;
+        let agent = task
+            .assigned_agent
+            .clone()
+            .ok_or(Error::NotAssigned(task.id))?;
         let info = self.inner.registry.get(agent.clone()).await?;
         if info.status == AgentStatus::Offline {
             return Err(Error::AgentOffline(agent));
@@ -323,7 +380,9 @@ impl Hub {
             .store
             .update_task(task.id, TaskUpdate::status(status), Some(task.version))
             .await?;
-        self.publish(EventKind::TaskUpdated { task: Box::new(updated.clone()) });
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(updated.clone()),
+        });
         Ok(updated)
     }
 
@@ -342,10 +401,14 @@ impl Hub {
         let task = self.move_to(task, TaskStatus::Proposing).await?;
         let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
         self.log(
-            LogEntry::new(Direction::In, "propose", json!({"template_id": task.template_id}))
-                .task(task_id)
-                .agent(Some(agent.clone()))
-                .step(step),
+            LogEntry::new(
+                Direction::In,
+                "propose",
+                json!({"template_id": task.template_id}),
+            )
+            .task(task_id)
+            .agent(Some(agent.clone()))
+            .step(step),
         )
         .await;
         let version = task.version;
@@ -359,24 +422,45 @@ impl Hub {
             proposal: proposal_update,
             ..TaskUpdate::default()
         };
-        let stored = self.inner.store.update_task(task_id, update, Some(version)).await;
+        let stored = self
+            .inner
+            .store
+            .update_task(task_id, update, Some(version))
+            .await;
         let payload = match &result {
-            Ok(Proposed::Command(p)) => json!({"reason": p.reason, "command": p.command, "usage": p.usage}),
+            Ok(Proposed::Command(p)) => {
+                json!({"reason": p.reason, "command": p.command, "usage": p.usage})
+            }
             Ok(Proposed::Done(c)) => json!({"done": true, "summary": c.summary, "usage": c.usage}),
             Err(e) => json!({"error": e.to_string()}),
         };
         let kind = if result.is_ok() { "proposal" } else { "error" };
-        self.log(LogEntry::new(Direction::Out, kind, payload).task(task_id).agent(Some(agent)).step(step)).await;
+        self.log(
+            LogEntry::new(Direction::Out, kind, payload)
+                .task(task_id)
+                .agent(Some(agent))
+                .step(step),
+        )
+        .await;
         let proposed = result?;
         let stored = stored?;
-        self.publish(EventKind::StepProposed { task_id, proposed: Box::new(proposed.clone()) });
-        self.publish(EventKind::TaskUpdated { task: Box::new(stored) });
+        self.publish(EventKind::StepProposed {
+            task_id,
+            proposed: Box::new(proposed.clone()),
+        });
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(stored),
+        });
         Ok(proposed)
     }
 
     /// Lets the assigned agent execute `command`, or the task's pending proposal when `None`.
     /// The step is appended to the task's history (which clears the proposal) and logged.
-    pub async fn execute(&self, task_id: TaskId, command: Option<String>) -> Result<StepRecord, Error> {
+    pub async fn execute(
+        &self,
+        task_id: TaskId,
+        command: Option<String>,
+    ) -> Result<StepRecord, Error> {
         let task = self.inner.store.get_task(task_id).await?;
         if let Some(c) = &command {
             if c.trim().is_empty() {
@@ -388,12 +472,18 @@ impl Hub {
         let (agent, client) = self.assigned(&task).await?;
         let task = self.move_to(task, TaskStatus::InProgress).await?;
         let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
-        let shown = command.clone().or_else(|| task.proposal.as_ref().map(|p| p.command.clone()));
+        let shown = command
+            .clone()
+            .or_else(|| task.proposal.as_ref().map(|p| p.command.clone()));
         self.log(
-            LogEntry::new(Direction::In, "command", json!({"command": shown, "edited": command.is_some()}))
-                .task(task_id)
-                .agent(Some(agent.clone()))
-                .step(index),
+            LogEntry::new(
+                Direction::In,
+                "command",
+                json!({"command": shown, "edited": command.is_some()}),
+            )
+            .task(task_id)
+            .agent(Some(agent.clone()))
+            .step(index),
         )
         .await;
         let result = client.execute(ExecuteRequest { task, command }).await;
@@ -412,7 +502,9 @@ impl Hub {
         };
         let stored = self.inner.store.append_step(task_id, step).await?;
         let step = stored.steps.last().cloned().ok_or_else(|| {
-            Error::Store(crate::error::StoreError::Backend("appended step missing from the task".into()))
+            Error::Store(crate::error::StoreError::Backend(
+                "appended step missing from the task".into(),
+            ))
         })?;
         self.log(
             LogEntry::new(Direction::Out, "output", output_payload(&step.outcome))
@@ -421,8 +513,13 @@ impl Hub {
                 .step(step.index),
         )
         .await;
-        self.publish(EventKind::StepExecuted { task_id, step: Box::new(step.clone()) });
-        self.publish(EventKind::TaskUpdated { task: Box::new(stored) });
+        self.publish(EventKind::StepExecuted {
+            task_id,
+            step: Box::new(step.clone()),
+        });
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(stored),
+        });
         Ok(step)
     }
 
@@ -436,8 +533,15 @@ impl Hub {
         if let StopReason::Done { summary } = &report.stop {
             let task = self.inner.store.get_task(task_id).await?;
             self.move_to(task, TaskStatus::Done).await?;
-            self.log(LogEntry::new(Direction::Out, "status", json!({"status": "done", "summary": summary})).task(task_id))
-                .await;
+            self.log(
+                LogEntry::new(
+                    Direction::Out,
+                    "status",
+                    json!({"status": "done", "summary": summary}),
+                )
+                .task(task_id),
+            )
+            .await;
         }
         Ok(report)
     }

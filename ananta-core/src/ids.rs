@@ -213,6 +213,12 @@ mod tests {
         assert!(AgentId::new("has space").is_err());
         assert!(AgentId::new("x".repeat(129)).is_err());
         assert!(serde_json::from_str::<AgentId>("\"bad/name\"").is_err());
-        assert_eq!(AgentId::new("worker-1.a_b").map(|a| a.to_string()).ok().as_deref(), Some("worker-1.a_b"));
+        assert_eq!(
+            AgentId::new("worker-1.a_b")
+                .map(|a| a.to_string())
+                .ok()
+                .as_deref(),
+            Some("worker-1.a_b")
+        );
     }
 }

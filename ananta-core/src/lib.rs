@@ -72,8 +72,8 @@ pub use agent::{
 };
 pub use decompose::{Decomposer, Plan, PlannedTask};
 pub use error::{
-    AgentError, DecomposeError, Error, ExecError, LlmError, ProposalError, RegistryError,
-    Result, StoreError, TemplateError, TransitionError,
+    AgentError, DecomposeError, Error, ExecError, LlmError, ProposalError, RegistryError, Result,
+    StoreError, TemplateError, TransitionError,
 };
 pub use event::{Event, EventBus, EventKind};
 pub use exec::{ExecOutcome, ExecRequest, Executor, OutputChunk, OutputSink, OutputStream};

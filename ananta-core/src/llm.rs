@@ -35,17 +35,26 @@ pub struct ChatMessage {
 impl ChatMessage {
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self { role: Role::System, content: content.into() }
+        Self {
+            role: Role::System,
+            content: content.into(),
+        }
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self { role: Role::User, content: content.into() }
+        Self {
+            role: Role::User,
+            content: content.into(),
+        }
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
-        Self { role: Role::Assistant, content: content.into() }
+        Self {
+            role: Role::Assistant,
+            content: content.into(),
+        }
     }
 }
 
@@ -80,7 +89,10 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// A request with these messages and provider defaults for everything else.
     pub fn new(messages: Vec<ChatMessage>) -> Self {
-        Self { messages, ..Self::default() }
+        Self {
+            messages,
+            ..Self::default()
+        }
     }
 
     /// Sets the model.
@@ -103,7 +115,11 @@ impl ChatRequest {
 
     /// Asks for JSON output matching `schema`.
     pub fn json_schema(mut self, name: impl Into<String>, schema: schemars::Schema) -> Self {
-        self.response_format = Some(JsonSchemaFormat { name: name.into(), schema, strict: true });
+        self.response_format = Some(JsonSchemaFormat {
+            name: name.into(),
+            schema,
+            strict: true,
+        });
         self
     }
 
@@ -146,7 +162,10 @@ pub struct ChatResponse {
 impl ChatResponse {
     /// A response with just this text.
     pub fn text(content: impl Into<String>) -> Self {
-        Self { content: content.into(), ..Self::default() }
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
     }
 }
 

@@ -94,7 +94,10 @@ pub struct LogQuery {
 impl LogQuery {
     /// All entries of one task.
     pub fn task(task: TaskId) -> Self {
-        Self { task_id: Some(task), ..Self::default() }
+        Self {
+            task_id: Some(task),
+            ..Self::default()
+        }
     }
 
     /// Limits the result to the latest `limit` entries.

@@ -58,7 +58,10 @@ pub fn parse_answer(raw: &str) -> Result<ParsedAnswer, ProposalError> {
 
 fn no_command(raw: &str) -> ProposalError {
     let excerpt: String = raw.trim().chars().take(200).collect();
-    ProposalError::NoCommand { excerpt, raw: raw.to_string() }
+    ProposalError::NoCommand {
+        excerpt,
+        raw: raw.to_string(),
+    }
 }
 
 /// Removes `<think>…</think>` blocks that reasoning models put before their answer.
@@ -92,8 +95,14 @@ fn fences(text: &str) -> Vec<Fence<'_>> {
         let line_end = after.find('\n').unwrap_or(after.len());
         let lang = after[..line_end].trim();
         let body_start = (line_end + 1).min(after.len());
-        let Some(close) = after[body_start..].find("```") else { break };
-        out.push(Fence { lang, body: &after[body_start..body_start + close], start: open });
+        let Some(close) = after[body_start..].find("```") else {
+            break;
+        };
+        out.push(Fence {
+            lang,
+            body: &after[body_start..body_start + close],
+            start: open,
+        });
         pos = open + 3 + body_start + close + 3;
     }
     out
@@ -128,12 +137,16 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
                 Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
                 _ => false,
             };
-            let command = get_str("command").or_else(|| get_str("cmd")).map(clean_command);
+            let command = get_str("command")
+                .or_else(|| get_str("cmd"))
+                .map(clean_command);
             return Some(match command {
                 Some(command) if !command.is_empty() && !is_done_word(&command) => {
                     Some(ParsedAnswer::Command { reason, command })
                 }
-                Some(command) if is_done_word(&command) => Some(ParsedAnswer::Done { summary: reason }),
+                Some(command) if is_done_word(&command) => {
+                    Some(ParsedAnswer::Done { summary: reason })
+                }
                 _ if done => Some(ParsedAnswer::Done { summary: reason }),
                 _ => None,
             });
@@ -187,7 +200,10 @@ fn first_object(text: &str) -> Option<&str> {
 fn json_string_field(text: &str, field: &str) -> Option<String> {
     let key = format!("\"{field}\"");
     let at = text.find(&key)?;
-    let rest = text[at + key.len()..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = text[at + key.len()..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
     let rest = rest.strip_prefix('"')?;
     let mut end = None;
     let mut escaped = false;
@@ -207,8 +223,14 @@ fn json_string_field(text: &str, field: &str) -> Option<String> {
 }
 
 fn is_done_word(s: &str) -> bool {
-    let s = s.trim().trim_matches(|c: char| c == '`' || c == '.' || c == '"').to_ascii_lowercase();
-    matches!(s.as_str(), "done" | "none" | "task complete" | "task_complete" | "finished" | "n/a")
+    let s = s
+        .trim()
+        .trim_matches(|c: char| c == '`' || c == '.' || c == '"')
+        .to_ascii_lowercase();
+    matches!(
+        s.as_str(),
+        "done" | "none" | "task complete" | "task_complete" | "finished" | "n/a"
+    )
 }
 
 /// Trims a command and removes wrapping backticks and a leading `$ ` prompt.
@@ -217,10 +239,10 @@ fn clean_command(command: &str) -> String {
     if c.starts_with("```") {
         c = c.trim_start_matches('`');
         // drop a language tag line
-        if let Some(nl) = c.find('\n') {
-            if SHELL_LANGS.contains(&c[..nl].trim()) {
-                c = &c[nl + 1..];
-            }
+        if let Some(nl) = c.find('\n')
+            && SHELL_LANGS.contains(&c[..nl].trim())
+        {
+            c = &c[nl + 1..];
         }
         c = c.trim_end_matches('`');
     } else if c.len() >= 2 && c.starts_with('`') && c.ends_with('`') {
@@ -253,7 +275,11 @@ fn from_lines(text: &str) -> Option<ParsedAnswer> {
         }
         if let Some(summary) = label_value(line, "done") {
             return Some(ParsedAnswer::Done {
-                summary: if summary.is_empty() { reason } else { summary.to_string() },
+                summary: if summary.is_empty() {
+                    reason
+                } else {
+                    summary.to_string()
+                },
             });
         }
         if let Some(value) = label_value(line, "command") {
@@ -281,7 +307,8 @@ fn from_lines(text: &str) -> Option<ParsedAnswer> {
 }
 
 fn is_shell_fence(fence: &Fence<'_>) -> bool {
-    SHELL_LANGS.contains(&fence.lang.to_ascii_lowercase().as_str()) && !fence.body.trim().starts_with('{')
+    SHELL_LANGS.contains(&fence.lang.to_ascii_lowercase().as_str())
+        && !fence.body.trim().starts_with('{')
 }
 
 /// The command of a shell fence: lines without `$ ` prompts, comments and blank lines kept as
@@ -310,7 +337,13 @@ fn from_fence(text: &str) -> Option<ParsedAnswer> {
         return None;
     }
     let prose = text[..fence.start].trim();
-    let reason: String = prose.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    let reason: String = prose
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
     Some(ParsedAnswer::Command { reason, command })
 }
 
@@ -343,7 +376,10 @@ mod tests {
     #[test]
     fn plain_json() {
         let (r, c) = cmd(r#"{"reason": "See what is in the repo", "command": "ls -la"}"#);
-        assert_eq!((r.as_str(), c.as_str()), ("See what is in the repo", "ls -la"));
+        assert_eq!(
+            (r.as_str(), c.as_str()),
+            ("See what is in the repo", "ls -la")
+        );
     }
 
     #[test]
@@ -355,13 +391,19 @@ mod tests {
     #[test]
     fn json_object_inside_prose() {
         let raw = "I will check the git state. {\"reason\": \"check state\", \"command\": \"git status --short\"} That's it.";
-        assert_eq!(cmd(raw), ("check state".into(), "git status --short".into()));
+        assert_eq!(
+            cmd(raw),
+            ("check state".into(), "git status --short".into())
+        );
     }
 
     #[test]
     fn json_with_braces_and_escapes_in_command() {
         let raw = r#"{"reason": "count lines", "command": "find . -name '*.rs' | xargs wc -l | awk '{s+=$1} END {print s}'"}"#;
-        assert_eq!(cmd(raw).1, "find . -name '*.rs' | xargs wc -l | awk '{s+=$1} END {print s}'");
+        assert_eq!(
+            cmd(raw).1,
+            "find . -name '*.rs' | xargs wc -l | awk '{s+=$1} END {print s}'"
+        );
         let raw = r#"{"reason":"quote","command":"echo \"hi there\"\necho two"}"#;
         assert_eq!(cmd(raw).1, "echo \"hi there\"\necho two");
     }
@@ -380,9 +422,18 @@ mod tests {
 
     #[test]
     fn json_done() {
-        assert_eq!(done(r#"{"reason": "All tests pass now.", "done": true}"#), "All tests pass now.");
-        assert_eq!(done(r#"{"reason": "finished", "command": "DONE"}"#), "finished");
-        assert_eq!(done(r#"{"summary": "ok", "done": "true", "command": null}"#), "ok");
+        assert_eq!(
+            done(r#"{"reason": "All tests pass now.", "done": true}"#),
+            "All tests pass now."
+        );
+        assert_eq!(
+            done(r#"{"reason": "finished", "command": "DONE"}"#),
+            "finished"
+        );
+        assert_eq!(
+            done(r#"{"summary": "ok", "done": "true", "command": null}"#),
+            "ok"
+        );
     }
 
     #[test]
@@ -394,7 +445,13 @@ mod tests {
     #[test]
     fn reason_command_lines() {
         let raw = "REASON: Need to see the Cargo manifest\nCOMMAND: cat Cargo.toml";
-        assert_eq!(cmd(raw), ("Need to see the Cargo manifest".into(), "cat Cargo.toml".into()));
+        assert_eq!(
+            cmd(raw),
+            (
+                "Need to see the Cargo manifest".into(),
+                "cat Cargo.toml".into()
+            )
+        );
     }
 
     #[test]
@@ -411,9 +468,18 @@ mod tests {
 
     #[test]
     fn lines_done() {
-        assert_eq!(done("REASON: everything is in place\nCOMMAND: DONE"), "everything is in place");
-        assert_eq!(done("DONE: the report was written to out.md"), "the report was written to out.md");
-        assert_eq!(done("The file exists and has the right content.\n\nDONE"), "");
+        assert_eq!(
+            done("REASON: everything is in place\nCOMMAND: DONE"),
+            "everything is in place"
+        );
+        assert_eq!(
+            done("DONE: the report was written to out.md"),
+            "the report was written to out.md"
+        );
+        assert_eq!(
+            done("The file exists and has the right content.\n\nDONE"),
+            ""
+        );
     }
 
     #[test]
@@ -421,7 +487,10 @@ mod tests {
         let raw = "Let's look at the failing test first.\n\n```bash\ncargo test -p ananta-core 2>&1 | tail -n 20\n```\n\nThis shows the end of the output.";
         assert_eq!(
             cmd(raw),
-            ("Let's look at the failing test first.".into(), "cargo test -p ananta-core 2>&1 | tail -n 20".into())
+            (
+                "Let's look at the failing test first.".into(),
+                "cargo test -p ananta-core 2>&1 | tail -n 20".into()
+            )
         );
     }
 
@@ -453,7 +522,10 @@ mod tests {
     fn empty_answers() {
         assert_eq!(parse_answer(""), Err(ProposalError::Empty));
         assert_eq!(parse_answer("  \n\t "), Err(ProposalError::Empty));
-        assert_eq!(parse_answer("<think>hmm, let me think</think>\n"), Err(ProposalError::Empty));
+        assert_eq!(
+            parse_answer("<think>hmm, let me think</think>\n"),
+            Err(ProposalError::Empty)
+        );
     }
 
     #[test]
@@ -461,12 +533,18 @@ mod tests {
         let raw = "<think>The user wants files listed. {\"command\": \"rm -rf /\"} no!</think>\n{\"reason\": \"list\", \"command\": \"ls\"}";
         assert_eq!(cmd(raw).1, "ls");
         // an unterminated think block has no answer
-        assert_eq!(parse_answer("<think>still thinking {\"command\": \"ls\"}"), Err(ProposalError::Empty));
+        assert_eq!(
+            parse_answer("<think>still thinking {\"command\": \"ls\"}"),
+            Err(ProposalError::Empty)
+        );
     }
 
     #[test]
     fn cmd_alias_and_dollar_prompt() {
-        assert_eq!(cmd(r#"{"explanation": "x", "cmd": "$ uname -a"}"#), ("x".into(), "uname -a".into()));
+        assert_eq!(
+            cmd(r#"{"explanation": "x", "cmd": "$ uname -a"}"#),
+            ("x".into(), "uname -a".into())
+        );
     }
 
     #[test]

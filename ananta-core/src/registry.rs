@@ -41,8 +41,11 @@ pub trait AgentRegistry: Send + Sync {
     async fn heartbeat(&self, id: AgentId) -> Result<AgentInfo, RegistryError>;
 
     /// Sets an agent's liveness (used by monitoring).
-    async fn set_status(&self, id: AgentId, status: AgentStatus)
-    -> Result<AgentInfo, RegistryError>;
+    async fn set_status(
+        &self,
+        id: AgentId,
+        status: AgentStatus,
+    ) -> Result<AgentInfo, RegistryError>;
 
     /// The `k` agents that fit `text` best, best first; only agents not known to be offline
     /// are candidates.
@@ -120,11 +123,17 @@ impl AgentRegistry for InMemoryRegistry {
     }
 
     async fn deregister(&self, id: AgentId) -> Result<(), RegistryError> {
-        self.write().remove(&id).map(|_| ()).ok_or(RegistryError::NotFound(id))
+        self.write()
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(RegistryError::NotFound(id))
     }
 
     async fn get(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
-        self.read().get(&id).cloned().ok_or(RegistryError::NotFound(id))
+        self.read()
+            .get(&id)
+            .cloned()
+            .ok_or(RegistryError::NotFound(id))
     }
 
     async fn list(&self) -> Result<Vec<AgentInfo>, RegistryError> {
@@ -133,7 +142,9 @@ impl AgentRegistry for InMemoryRegistry {
 
     async fn heartbeat(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
         let mut agents = self.write();
-        let info = agents.get_mut(&id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        let info = agents
+            .get_mut(&id)
+            .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
         info.last_seen = Utc::now();
         info.status = AgentStatus::Online;
         Ok(info.clone())
@@ -145,7 +156,9 @@ impl AgentRegistry for InMemoryRegistry {
         status: AgentStatus,
     ) -> Result<AgentInfo, RegistryError> {
         let mut agents = self.write();
-        let info = agents.get_mut(&id).ok_or_else(|| RegistryError::NotFound(id.clone()))?;
+        let info = agents
+            .get_mut(&id)
+            .ok_or_else(|| RegistryError::NotFound(id.clone()))?;
         info.status = status;
         Ok(info.clone())
     }
@@ -162,9 +175,15 @@ impl AgentRegistry for InMemoryRegistry {
             })
             .collect();
         if matches.is_empty() {
-            return Err(RegistryError::NoCandidate("no agent is registered and online".into()));
+            return Err(RegistryError::NoCandidate(
+                "no agent is registered and online".into(),
+            ));
         }
-        matches.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.agent.cmp(&b.agent)));
+        matches.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.agent.cmp(&b.agent))
+        });
         matches.truncate(k.max(1));
         Ok(matches)
     }
@@ -182,24 +201,45 @@ mod tests {
     #[tokio::test]
     async fn register_heartbeat_and_match() {
         let reg = InMemoryRegistry::new();
-        reg.register(card("rust", "writes Rust code, runs cargo build and cargo test")).await.unwrap();
-        reg.register(card("docs", "writes documentation and markdown")).await.unwrap();
-        let best = reg.best_match("run cargo test for the Rust crate".into(), 2).await.unwrap();
+        reg.register(card(
+            "rust",
+            "writes Rust code, runs cargo build and cargo test",
+        ))
+        .await
+        .unwrap();
+        reg.register(card("docs", "writes documentation and markdown"))
+            .await
+            .unwrap();
+        let best = reg
+            .best_match("run cargo test for the Rust crate".into(), 2)
+            .await
+            .unwrap();
         assert_eq!(best[0].agent.as_str(), "rust");
         assert!(best[0].score > best[1].score);
 
         let again = reg.register(card("rust", "changed")).await.unwrap();
         assert_eq!(again.card_version, 2);
-        reg.set_status(AgentId::new("rust").unwrap(), AgentStatus::Offline).await.unwrap();
+        reg.set_status(AgentId::new("rust").unwrap(), AgentStatus::Offline)
+            .await
+            .unwrap();
         let best = reg.best_match("cargo".into(), 5).await.unwrap();
         assert_eq!(best.len(), 1, "offline agents are not candidates");
-        assert_eq!(reg.heartbeat(AgentId::new("rust").unwrap()).await.unwrap().status, AgentStatus::Online);
+        assert_eq!(
+            reg.heartbeat(AgentId::new("rust").unwrap())
+                .await
+                .unwrap()
+                .status,
+            AgentStatus::Online
+        );
         assert!(matches!(
             reg.get(AgentId::new("ghost").unwrap()).await,
             Err(RegistryError::NotFound(_))
         ));
         let mut bad = card("bad", "");
         bad.endpoint = AgentEndpoint::Url("ftp://x".into());
-        assert!(matches!(reg.register(bad).await, Err(RegistryError::InvalidCard(_))));
+        assert!(matches!(
+            reg.register(bad).await,
+            Err(RegistryError::InvalidCard(_))
+        ));
     }
 }

@@ -21,14 +21,21 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        Self { max_steps: 10, max_tokens: None, cancel: CancellationToken::new() }
+        Self {
+            max_steps: 10,
+            max_tokens: None,
+            cancel: CancellationToken::new(),
+        }
     }
 }
 
 impl RunLimits {
     /// At most `max_steps` steps, no token budget.
     pub fn steps(max_steps: u32) -> Self {
-        Self { max_steps, ..Self::default() }
+        Self {
+            max_steps,
+            ..Self::default()
+        }
     }
 
     /// Sets a token budget.
@@ -79,8 +86,15 @@ pub(crate) trait StepDriver {
 }
 
 /// propose → execute until done, a budget, or cancellation.
-pub(crate) async fn drive<D: StepDriver>(driver: &mut D, limits: &RunLimits) -> Result<RunReport, Error> {
-    let mut report = RunReport { stop: StopReason::StepBudget, steps: 0, usage: TokenUsage::default() };
+pub(crate) async fn drive<D: StepDriver>(
+    driver: &mut D,
+    limits: &RunLimits,
+) -> Result<RunReport, Error> {
+    let mut report = RunReport {
+        stop: StopReason::StepBudget,
+        steps: 0,
+        usage: TokenUsage::default(),
+    };
     loop {
         if limits.cancel.is_cancelled() {
             report.stop = StopReason::Cancelled;
@@ -90,7 +104,10 @@ pub(crate) async fn drive<D: StepDriver>(driver: &mut D, limits: &RunLimits) -> 
             report.stop = StopReason::StepBudget;
             return Ok(report);
         }
-        if limits.max_tokens.is_some_and(|max| report.usage.total() >= max) {
+        if limits
+            .max_tokens
+            .is_some_and(|max| report.usage.total() >= max)
+        {
             report.stop = StopReason::TokenBudget;
             return Ok(report);
         }
@@ -107,7 +124,9 @@ pub(crate) async fn drive<D: StepDriver>(driver: &mut D, limits: &RunLimits) -> 
                 if let Some(u) = completion.usage {
                     report.usage.add(u);
                 }
-                report.stop = StopReason::Done { summary: completion.summary };
+                report.stop = StopReason::Done {
+                    summary: completion.summary,
+                };
                 return Ok(report);
             }
             Proposed::Command(proposal) => {

@@ -93,7 +93,10 @@ impl TaskStatus {
             (self, to),
             (Backlog, Todo | InProgress | Cancelled)
                 | (Todo, Backlog | InProgress | Proposing | Blocked | Cancelled)
-                | (InProgress, Todo | Proposing | Blocked | Done | Failed | Cancelled)
+                | (
+                    InProgress,
+                    Todo | Proposing | Blocked | Done | Failed | Cancelled
+                )
                 | (Proposing, InProgress | Blocked | Done | Failed | Cancelled)
                 | (Blocked, Todo | InProgress | Failed | Cancelled)
                 | (Done, Todo)
@@ -107,7 +110,11 @@ impl TaskStatus {
         if self.can_transition_to(to) {
             Ok(())
         } else {
-            Err(TransitionError { task, from: self, to })
+            Err(TransitionError {
+                task,
+                from: self,
+                to,
+            })
         }
     }
 
@@ -135,7 +142,18 @@ impl FromStr for TaskStatus {
 
 /// How urgent a task is; claims take higher priorities first.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, Default,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Default,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -192,6 +210,21 @@ pub struct Proposal {
     pub agent: Option<AgentId>,
     /// When it was proposed.
     pub proposed_at: DateTime<Utc>,
+}
+
+impl Proposal {
+    /// A proposal of `command` for `reason`, proposed now, with no raw answer or prompt.
+    pub fn new(reason: impl Into<String>, command: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            command: command.into(),
+            raw: String::new(),
+            prompt: String::new(),
+            usage: None,
+            agent: None,
+            proposed_at: Utc::now(),
+        }
+    }
 }
 
 /// The model's answer when it considers the task finished.
@@ -317,7 +350,9 @@ fn validate_title(title: &str) -> Result<(), String> {
 
 fn validate_description(description: &str) -> Result<(), String> {
     if description.len() > MAX_DESCRIPTION_LEN {
-        return Err(format!("description is longer than {MAX_DESCRIPTION_LEN} bytes"));
+        return Err(format!(
+            "description is longer than {MAX_DESCRIPTION_LEN} bytes"
+        ));
     }
     Ok(())
 }
@@ -357,7 +392,10 @@ pub struct NewTask {
 impl NewTask {
     /// A new task with this title and everything else defaulted.
     pub fn new(title: impl Into<String>) -> Self {
-        Self { title: title.into(), ..Self::default() }
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the description.
@@ -477,7 +515,10 @@ mod double_option {
 impl TaskUpdate {
     /// An update that only changes the status.
     pub fn status(status: TaskStatus) -> Self {
-        Self { status: Some(status), ..Self::default() }
+        Self {
+            status: Some(status),
+            ..Self::default()
+        }
     }
 
     /// Checks the fields that are set.
@@ -553,7 +594,10 @@ impl TaskFilter {
     /// Whether `task` passes the filter (ignoring `limit`).
     pub fn matches(&self, task: &Task) -> bool {
         (self.statuses.is_empty() || self.statuses.contains(&task.status))
-            && self.assigned_agent.as_ref().is_none_or(|a| task.assigned_agent.as_ref() == Some(a))
+            && self
+                .assigned_agent
+                .as_ref()
+                .is_none_or(|a| task.assigned_agent.as_ref() == Some(a))
             && self.tag.as_ref().is_none_or(|t| task.tags.contains(t))
     }
 }
@@ -580,7 +624,14 @@ mod tests {
         assert!(!Cancelled.can_transition_to(InProgress));
         assert!(!Failed.can_transition_to(Done));
         let err = Done.check_transition(id, Failed).err();
-        assert_eq!(err, Some(TransitionError { task: id, from: Done, to: Failed }));
+        assert_eq!(
+            err,
+            Some(TransitionError {
+                task: id,
+                from: Done,
+                to: Failed
+            })
+        );
         assert_eq!("in_progress".parse::<TaskStatus>(), Ok(InProgress));
         assert!("doing".parse::<TaskStatus>().is_err());
     }
@@ -588,22 +639,45 @@ mod tests {
     #[test]
     fn new_task_validation() {
         assert!(NewTask::new("  ").into_task().is_err());
-        assert!(NewTask::new("x".repeat(MAX_TITLE_LEN + 1)).into_task().is_err());
+        assert!(
+            NewTask::new("x".repeat(MAX_TITLE_LEN + 1))
+                .into_task()
+                .is_err()
+        );
         assert!(NewTask::new("ok").tag("").into_task().is_err());
         let task = NewTask::new("ok").tag("rust").into_task();
-        assert!(matches!(task, Ok(Task { status: TaskStatus::Backlog, version: 0, .. })));
+        assert!(matches!(
+            task,
+            Ok(Task {
+                status: TaskStatus::Backlog,
+                version: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
     fn update_distinguishes_absent_from_null() {
-        let clear: TaskUpdate = serde_json::from_str(r#"{"assigned_agent": null}"#).unwrap_or_default();
+        let clear: TaskUpdate =
+            serde_json::from_str(r#"{"assigned_agent": null}"#).unwrap_or_default();
         assert_eq!(clear.assigned_agent, Some(None));
         let keep: TaskUpdate = serde_json::from_str("{}").unwrap_or_default();
         assert_eq!(keep.assigned_agent, None);
-        let mut task = NewTask::new("t").into_task().unwrap_or_else(|e| panic!("{e}"));
+        let mut task = NewTask::new("t")
+            .into_task()
+            .unwrap_or_else(|e| panic!("{e}"));
         task.assigned_agent = AgentId::new("a").ok();
-        assert!(TaskUpdate::status(TaskStatus::Done).apply(&mut task).is_err(), "backlog -> done is refused");
-        assert_eq!(task.status, TaskStatus::Backlog, "a refused update changes nothing");
+        assert!(
+            TaskUpdate::status(TaskStatus::Done)
+                .apply(&mut task)
+                .is_err(),
+            "backlog -> done is refused"
+        );
+        assert_eq!(
+            task.status,
+            TaskStatus::Backlog,
+            "a refused update changes nothing"
+        );
         clear.apply(&mut task).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(task.assigned_agent, None);
     }

@@ -10,7 +10,14 @@ use crate::error::TemplateError;
 use crate::ids::TemplateId;
 
 /// The variables the Worker provides when it renders a task's template.
-pub const TASK_VARIABLES: [&str; 6] = ["task_id", "title", "description", "tags", "priority", "status"];
+pub const TASK_VARIABLES: [&str; 6] = [
+    "task_id",
+    "title",
+    "description",
+    "tags",
+    "priority",
+    "status",
+];
 
 /// A prompt template (the seed's `{name, description, prompt_template, provider?, model?, defaults?}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -63,7 +70,11 @@ pub struct NewTemplate {
 impl NewTemplate {
     /// A template with this name and text.
     pub fn new(name: impl Into<String>, prompt_template: impl Into<String>) -> Self {
-        Self { name: name.into(), prompt_template: prompt_template.into(), ..Self::default() }
+        Self {
+            name: name.into(),
+            prompt_template: prompt_template.into(),
+            ..Self::default()
+        }
     }
 
     /// Checks the name, the syntax, and that every placeholder is a task variable or has a default.
@@ -147,16 +158,24 @@ fn validate_fields(
     defaults: &BTreeMap<String, String>,
 ) -> Result<(), TemplateError> {
     if name.trim().is_empty() || name.len() > 256 {
-        return Err(TemplateError::Invalid("name must be 1–256 non-blank bytes".into()));
+        return Err(TemplateError::Invalid(
+            "name must be 1–256 non-blank bytes".into(),
+        ));
     }
     if text.trim().is_empty() {
-        return Err(TemplateError::Invalid("prompt_template must not be empty".into()));
+        return Err(TemplateError::Invalid(
+            "prompt_template must not be empty".into(),
+        ));
     }
     let unknown: Vec<String> = placeholders(text)?
         .into_iter()
         .filter(|v| !TASK_VARIABLES.contains(&v.as_str()) && !defaults.contains_key(v))
         .collect();
-    if unknown.is_empty() { Ok(()) } else { Err(TemplateError::UnknownVariables(unknown)) }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(TemplateError::UnknownVariables(unknown))
+    }
 }
 
 enum Piece<'a> {
@@ -241,7 +260,9 @@ pub fn render(
     if missing.is_empty() {
         Ok(out)
     } else {
-        Err(TemplateError::UnknownVariables(missing.into_iter().collect()))
+        Err(TemplateError::UnknownVariables(
+            missing.into_iter().collect(),
+        ))
     }
 }
 
@@ -250,7 +271,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -262,7 +286,10 @@ mod tests {
         t = nt.into_template();
         let t = t.unwrap();
         assert_eq!(t.render(&vars(&[("title", "X")])).unwrap(), "Do X in Rust.");
-        assert_eq!(t.render(&vars(&[("title", "X"), ("lang", "Go")])).unwrap(), "Do X in Go.");
+        assert_eq!(
+            t.render(&vars(&[("title", "X"), ("lang", "Go")])).unwrap(),
+            "Do X in Go."
+        );
         assert_eq!(
             t.render(&vars(&[])),
             Err(TemplateError::UnknownVariables(vec!["title".into()]))
@@ -271,13 +298,28 @@ mod tests {
 
     #[test]
     fn syntax_errors_have_positions() {
-        assert!(matches!(placeholders("a {{b"), Err(TemplateError::Syntax { position: 2, .. })));
-        assert!(matches!(placeholders("{{ 1x }}"), Err(TemplateError::Syntax { .. })));
-        assert!(matches!(placeholders("{{a-b}}"), Err(TemplateError::Syntax { .. })));
+        assert!(matches!(
+            placeholders("a {{b"),
+            Err(TemplateError::Syntax { position: 2, .. })
+        ));
+        assert!(matches!(
+            placeholders("{{ 1x }}"),
+            Err(TemplateError::Syntax { .. })
+        ));
+        assert!(matches!(
+            placeholders("{{a-b}}"),
+            Err(TemplateError::Syntax { .. })
+        ));
         assert_eq!(placeholders("no vars } {").unwrap().len(), 0);
         let mut t = NewTemplate::new("t", "{{title}}").into_template().unwrap();
-        let bad = TemplateUpdate { prompt_template: Some("{{oops".into()), ..Default::default() };
+        let bad = TemplateUpdate {
+            prompt_template: Some("{{oops".into()),
+            ..Default::default()
+        };
         assert!(bad.apply(&mut t).is_err());
-        assert_eq!(t.prompt_template, "{{title}}", "a failed update changes nothing");
+        assert_eq!(
+            t.prompt_template, "{{title}}",
+            "a failed update changes nothing"
+        );
     }
 }

@@ -105,9 +105,12 @@ impl WorkerBuilder {
 
     /// Builds the worker; fails when the LLM or the executor is missing.
     pub fn build(self) -> Result<Worker, Error> {
-        let llm = self.llm.ok_or_else(|| Error::InvalidInput("Worker needs an LLM provider".into()))?;
-        let executor =
-            self.executor.ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
+        let llm = self
+            .llm
+            .ok_or_else(|| Error::InvalidInput("Worker needs an LLM provider".into()))?;
+        let executor = self
+            .executor
+            .ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
         Ok(Worker {
             inner: Arc::new(WorkerInner {
                 name: self.name,
@@ -120,7 +123,10 @@ impl WorkerBuilder {
                 max_tokens: self.max_tokens,
                 output_budget: self.output_budget,
                 history_steps: self.history_steps,
-                log: Mutex::new(LogRing { entries: VecDeque::new(), next_seq: 1 }),
+                log: Mutex::new(LogRing {
+                    entries: VecDeque::new(),
+                    next_seq: 1,
+                }),
                 log_capacity: self.log_capacity.max(1),
             }),
         })
@@ -225,7 +231,9 @@ impl Worker {
                 .collect();
                 render(&t.prompt_template, &vars, &t.defaults)?
             }
-            None if task.description.trim().is_empty() => format!("Task {}: {}", task.id, task.title),
+            None if task.description.trim().is_empty() => {
+                format!("Task {}: {}", task.id, task.title)
+            }
             None => format!("Task {}: {}\n\n{}", task.id, task.title, task.description),
         };
         let mut messages = vec![ChatMessage::system(system), ChatMessage::user(task_text)];
@@ -268,7 +276,12 @@ impl Worker {
     /// The worker's own log (the seed's worker `/logs`), newest `limit` entries ascending.
     pub fn logs(&self, query: &LogQuery) -> Vec<LogEntry> {
         let ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<LogEntry> = ring.entries.iter().filter(|e| query.matches(e)).cloned().collect();
+        let mut out: Vec<LogEntry> = ring
+            .entries
+            .iter()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
         if let Some(limit) = query.limit {
             let cut = out.len().saturating_sub(limit);
             out.drain(..cut);
@@ -277,19 +290,32 @@ impl Worker {
     }
 
     /// Asks the LLM for the next step of `task`.
-    pub async fn propose(&self, task: &Task, template: Option<&Template>) -> Result<Proposed, AgentError> {
+    pub async fn propose(
+        &self,
+        task: &Task,
+        template: Option<&Template>,
+    ) -> Result<Proposed, AgentError> {
         let inner = &self.inner;
         let messages = self.build_messages(task, template)?;
-        let prompt = messages.last().map(|m| m.content.clone()).unwrap_or_default();
+        let prompt = messages
+            .last()
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
         let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
         let mut request = ChatRequest::new(messages);
-        request.model = template.and_then(|t| t.model.clone()).or_else(|| inner.model.clone());
+        request.model = template
+            .and_then(|t| t.model.clone())
+            .or_else(|| inner.model.clone());
         request.temperature = inner.temperature;
         request.max_tokens = inner.max_tokens;
         self.log(
-            LogEntry::new(Direction::In, "prompt", json!({"prompt": prompt, "model": request.model}))
-                .task(task.id)
-                .step(step),
+            LogEntry::new(
+                Direction::In,
+                "prompt",
+                json!({"prompt": prompt, "model": request.model}),
+            )
+            .task(task.id)
+            .step(step),
         );
         tracing::debug!(task = %task.id, agent = %inner.name, "asking the LLM for the next step");
         let response = match inner.llm.complete(request).await {
@@ -323,27 +349,47 @@ impl Worker {
                 agent: Some(inner.name.clone()),
                 proposed_at: Utc::now(),
             }),
-            ParsedAnswer::Done { summary } => {
-                Proposed::Done(Completion { summary, raw: response.content, usage: response.usage })
-            }
+            ParsedAnswer::Done { summary } => Proposed::Done(Completion {
+                summary,
+                raw: response.content,
+                usage: response.usage,
+            }),
         })
     }
 
     /// Runs `command` (or the task's pending proposal) and returns the step record; it does
     /// not change `task` (see [`Worker::run`] for that).
-    pub async fn execute(&self, task: &Task, command: Option<String>) -> Result<StepRecord, AgentError> {
+    pub async fn execute(
+        &self,
+        task: &Task,
+        command: Option<String>,
+    ) -> Result<StepRecord, AgentError> {
         let proposal = task.proposal.clone();
         let command = match command {
             Some(c) if c.trim().is_empty() => {
-                return Err(crate::error::ExecError::InvalidRequest("the command is empty".into()).into());
+                return Err(
+                    crate::error::ExecError::InvalidRequest("the command is empty".into()).into(),
+                );
             }
             Some(c) => c,
-            None => proposal.as_ref().map(|p| p.command.clone()).ok_or(AgentError::NoCommand(task.id))?,
+            None => proposal
+                .as_ref()
+                .map(|p| p.command.clone())
+                .ok_or(AgentError::NoCommand(task.id))?,
         };
         let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
-        self.log(LogEntry::new(Direction::In, "command", json!({"command": command})).task(task.id).step(index));
+        self.log(
+            LogEntry::new(Direction::In, "command", json!({"command": command}))
+                .task(task.id)
+                .step(index),
+        );
         let started_at = Utc::now();
-        let outcome = match self.inner.executor.run(ExecRequest::new(command.clone()), None).await {
+        let outcome = match self
+            .inner
+            .executor
+            .run(ExecRequest::new(command.clone()), None)
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 self.log(
@@ -355,11 +401,18 @@ impl Worker {
             }
         };
         let finished_at = Utc::now();
-        self.log(LogEntry::new(Direction::Out, "output", output_payload(&outcome)).task(task.id).step(index));
+        self.log(
+            LogEntry::new(Direction::Out, "output", output_payload(&outcome))
+                .task(task.id)
+                .step(index),
+        );
         Ok(StepRecord {
             index,
             agent: Some(self.inner.name.clone()),
-            prompt: proposal.as_ref().map(|p| p.prompt.clone()).unwrap_or_default(),
+            prompt: proposal
+                .as_ref()
+                .map(|p| p.prompt.clone())
+                .unwrap_or_default(),
             proposal,
             command,
             outcome,
@@ -378,7 +431,11 @@ impl Worker {
         template: Option<&Template>,
         limits: &RunLimits,
     ) -> Result<RunReport, Error> {
-        let mut driver = LocalDriver { worker: self, task, template };
+        let mut driver = LocalDriver {
+            worker: self,
+            task,
+            template,
+        };
         drive(&mut driver, limits).await
     }
 }

@@ -48,7 +48,11 @@ impl From<LlmError> for ScriptedReply {
 type ReplyFn = dyn Fn(&ChatRequest) -> Result<ChatResponse, LlmError> + Send + Sync;
 
 enum Source {
-    Queue { replies: VecDeque<ScriptedReply>, served: usize, repeat_last: Option<ScriptedReply> },
+    Queue {
+        replies: VecDeque<ScriptedReply>,
+        served: usize,
+        repeat_last: Option<ScriptedReply>,
+    },
     Function(Box<ReplyFn>),
 }
 
@@ -117,10 +121,13 @@ impl ScriptedProvider {
 
     /// After the list runs out, keep answering with its last reply.
     pub fn repeat_last(self) -> Self {
-        if let Ok(mut source) = self.source.lock() {
-            if let Source::Queue { replies, repeat_last, .. } = &mut *source {
-                *repeat_last = replies.back().cloned();
-            }
+        if let Source::Queue {
+            replies,
+            repeat_last,
+            ..
+        } = &mut *self.source.lock().unwrap_or_else(|p| p.into_inner())
+        {
+            *repeat_last = replies.back().cloned();
         }
         self
     }
@@ -145,7 +152,10 @@ impl ScriptedProvider {
 
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<ChatRequest> {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many scripted replies are left (`None` for a function script).
@@ -158,17 +168,28 @@ impl ScriptedProvider {
 
     async fn answer(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         if request.messages.is_empty() {
-            return Err(LlmError::InvalidRequest("a chat request needs at least one message".into()));
+            return Err(LlmError::InvalidRequest(
+                "a chat request needs at least one message".into(),
+            ));
         }
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.clone());
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
         let reply = {
             let mut source = self.source.lock().unwrap_or_else(|p| p.into_inner());
             match &mut *source {
-                Source::Function(f) => return f(request).map(|r| self.complete_response(request, r)),
-                Source::Queue { replies, served, repeat_last } => match replies.pop_front() {
+                Source::Function(f) => {
+                    return f(request).map(|r| self.complete_response(request, r));
+                }
+                Source::Queue {
+                    replies,
+                    served,
+                    repeat_last,
+                } => match replies.pop_front() {
                     Some(reply) => {
                         *served += 1;
                         reply
@@ -181,7 +202,9 @@ impl ScriptedProvider {
             }
         };
         match reply {
-            ScriptedReply::Text(text) => Ok(self.complete_response(request, ChatResponse::text(text))),
+            ScriptedReply::Text(text) => {
+                Ok(self.complete_response(request, ChatResponse::text(text)))
+            }
             ScriptedReply::Response(response) => Ok(self.complete_response(request, response)),
             ScriptedReply::Error(error) => Err(error),
         }
@@ -208,14 +231,19 @@ fn estimate_tokens(bytes: usize) -> u64 {
 
 /// FNV-1a, for deterministic hashed embeddings.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 const EMBEDDING_DIM: usize = 64;
 
 fn embed_text(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; EMBEDDING_DIM];
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         let h = fnv1a(word.to_lowercase().as_bytes());
         let slot = usize::try_from(h % EMBEDDING_DIM as u64).unwrap_or(0);
         v[slot] += if h & (1 << 63) == 0 { 1.0 } else { -1.0 };
@@ -242,7 +270,13 @@ impl LlmProvider for ScriptedProvider {
         let chars: Vec<char> = response.content.chars().collect();
         let mut chunks: Vec<Result<ChatChunk, LlmError>> = chars
             .chunks(self.chunk_size)
-            .map(|c| Ok(ChatChunk { delta: c.iter().collect(), usage: None, finish_reason: None }))
+            .map(|c| {
+                Ok(ChatChunk {
+                    delta: c.iter().collect(),
+                    usage: None,
+                    finish_reason: None,
+                })
+            })
             .collect();
         chunks.push(Ok(ChatChunk {
             delta: String::new(),
@@ -278,9 +312,22 @@ mod tests {
         assert_eq!(llm.remaining(), Some(1));
         let second = llm.complete(req("bb")).await.unwrap();
         assert_eq!(second.content, "two");
-        assert_eq!(second.usage, Some(TokenUsage { prompt_tokens: 1, completion_tokens: 1 }));
-        assert!(matches!(llm.complete(req("c")).await, Err(LlmError::Exhausted(2))));
-        let seen: Vec<String> = llm.requests().iter().map(|r| r.messages[0].content.clone()).collect();
+        assert_eq!(
+            second.usage,
+            Some(TokenUsage {
+                prompt_tokens: 1,
+                completion_tokens: 1
+            })
+        );
+        assert!(matches!(
+            llm.complete(req("c")).await,
+            Err(LlmError::Exhausted(2))
+        ));
+        let seen: Vec<String> = llm
+            .requests()
+            .iter()
+            .map(|r| r.messages[0].content.clone())
+            .collect();
         assert_eq!(seen, ["a", "bb", "c"]);
     }
 
@@ -290,11 +337,21 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(llm.complete(req("q")).await.unwrap().content, "x");
         }
-        let failing = ScriptedProvider::new([ScriptedReply::Error(LlmError::Timeout(Duration::from_secs(1)))]);
-        assert!(matches!(failing.complete(req("q")).await, Err(LlmError::Timeout(_))));
-        let echo = ScriptedProvider::from_fn(|r| Ok(ChatResponse::text(r.messages[0].content.to_uppercase())));
+        let failing = ScriptedProvider::new([ScriptedReply::Error(LlmError::Timeout(
+            Duration::from_secs(1),
+        ))]);
+        assert!(matches!(
+            failing.complete(req("q")).await,
+            Err(LlmError::Timeout(_))
+        ));
+        let echo = ScriptedProvider::from_fn(|r| {
+            Ok(ChatResponse::text(r.messages[0].content.to_uppercase()))
+        });
         assert_eq!(echo.complete(req("hi")).await.unwrap().content, "HI");
-        assert!(matches!(echo.complete(ChatRequest::default()).await, Err(LlmError::InvalidRequest(_))));
+        assert!(matches!(
+            echo.complete(ChatRequest::default()).await,
+            Err(LlmError::InvalidRequest(_))
+        ));
     }
 
     #[tokio::test]
@@ -318,7 +375,11 @@ mod tests {
     async fn embeddings_are_deterministic_and_similar_for_shared_words() {
         let llm = ScriptedProvider::new(Vec::<String>::new());
         let v = llm
-            .embed(vec!["cargo test rust".into(), "rust cargo test".into(), "write docs".into()])
+            .embed(vec![
+                "cargo test rust".into(),
+                "rust cargo test".into(),
+                "write docs".into(),
+            ])
             .await
             .unwrap();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
