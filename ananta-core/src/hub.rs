@@ -411,22 +411,12 @@ impl Hub {
             .step(step),
         )
         .await;
-        let version = task.version;
         let result = client.propose(ProposeRequest { task, template }).await;
-        let proposal_update = match &result {
-            Ok(Proposed::Command(p)) => Some(Some(p.clone())),
+        let proposal = match &result {
+            Ok(Proposed::Command(p)) => Some(p.clone()),
             _ => None,
         };
-        let update = TaskUpdate {
-            status: Some(TaskStatus::InProgress),
-            proposal: proposal_update,
-            ..TaskUpdate::default()
-        };
-        let stored = self
-            .inner
-            .store
-            .update_task(task_id, update, Some(version))
-            .await;
+        let stored = self.finish_proposing(task_id, proposal).await;
         let payload = match &result {
             Ok(Proposed::Command(p)) => {
                 json!({"reason": p.reason, "command": p.command, "usage": p.usage})
@@ -452,6 +442,45 @@ impl Hub {
             task: Box::new(stored),
         });
         Ok(proposed)
+    }
+
+    /// After the agent answered: stores the proposal (if any) and moves the task from
+    /// `proposing` back to `in_progress`. The agent may have thought for minutes, so the task
+    /// is re-read instead of fenced by the version from before the call; a concurrent change
+    /// (a human blocked or cancelled it) wins over the status change, and a task that has
+    /// left the active statuses does not take the proposal.
+    async fn finish_proposing(
+        &self,
+        task_id: TaskId,
+        proposal: Option<Proposal>,
+    ) -> Result<Task, Error> {
+        let mut attempts = 0;
+        loop {
+            let current = self.inner.store.get_task(task_id).await?;
+            let mut update = TaskUpdate::default();
+            if current.status == TaskStatus::Proposing {
+                update.status = Some(TaskStatus::InProgress);
+            }
+            if proposal.is_some()
+                && (current.status.is_active() || current.status == TaskStatus::Todo)
+            {
+                update.proposal = Some(proposal.clone());
+            }
+            if update == TaskUpdate::default() {
+                return Ok(current);
+            }
+            match self
+                .inner
+                .store
+                .update_task(task_id, update, Some(current.version))
+                .await
+            {
+                Err(crate::error::StoreError::VersionConflict { .. }) if attempts < 5 => {
+                    attempts += 1
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Lets the assigned agent execute `command`, or the task's pending proposal when `None`.

@@ -47,15 +47,22 @@ pub fn validate_lease(lease: Duration) -> Result<chrono::Duration, StoreError> {
 /// Every backend (`ananta_store::MemoryStore` and the SQL ones) passes the same conformance
 /// suite (`ananta_store::conformance`). Rules shared by all backends:
 ///
-/// - every successful change of a task increments its `version` and sets `updated_at`;
-/// - status changes follow [`TaskStatus::check_transition`];
+/// - a created task is stored with `version` 1; every successful change of a task except a
+///   lease renewal increments its `version` and sets `updated_at` (a renewal is a heartbeat);
+/// - status changes follow [`TaskStatus::check_transition`], through [`TaskUpdate::apply`]
+///   (which also clears the lease when a task leaves the active statuses);
+/// - `get_task` and `list_tasks` return complete tasks, step history included;
 /// - a change with `expected_version` fails with [`StoreError::VersionConflict`] when the
 ///   stored version differs, and then changes nothing;
 /// - a claim hands a claimable task to exactly one agent: claimable are `todo` tasks that are
-///   unassigned or assigned to the claimer, and `in_progress` tasks whose lease has expired
-///   (they are rescued); higher priority first, then oldest;
+///   unassigned or assigned to the claimer, and `in_progress` or `proposing` tasks whose lease
+///   has expired (they are rescued: the old holder's token becomes stale); higher priority
+///   first, then oldest;
 /// - `renew` and `release` fail with [`StoreError::StaleClaim`] unless the claim's token is the
-///   task's current one.
+///   task's current one (an expired lease nobody took over is still current);
+/// - `release` ends the work: to `todo` (given back, and unassigned), `done`, `failed`,
+///   `blocked` or `cancelled`; releasing to `in_progress` or `proposing` is
+///   [`StoreError::InvalidInput`].
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TaskStore: Send + Sync {

@@ -26,7 +26,7 @@ use crate::ids::{AgentId, TaskId, TemplateId};
 /// | `backlog`     | `todo`, `in_progress`, `cancelled`                               |
 /// | `todo`        | `backlog`, `in_progress`, `proposing`, `blocked`, `cancelled`    |
 /// | `in_progress` | `todo`, `proposing`, `blocked`, `done`, `failed`, `cancelled`    |
-/// | `proposing`   | `in_progress`, `blocked`, `done`, `failed`, `cancelled`          |
+/// | `proposing`   | `todo`, `in_progress`, `blocked`, `done`, `failed`, `cancelled`  |
 /// | `blocked`     | `todo`, `in_progress`, `failed`, `cancelled`                     |
 /// | `done`        | `todo` (reopen)                                                  |
 /// | `failed`      | `todo` (retry), `cancelled`                                      |
@@ -97,7 +97,10 @@ impl TaskStatus {
                     InProgress,
                     Todo | Proposing | Blocked | Done | Failed | Cancelled
                 )
-                | (Proposing, InProgress | Blocked | Done | Failed | Cancelled)
+                | (
+                    Proposing,
+                    Todo | InProgress | Blocked | Done | Failed | Cancelled
+                )
                 | (Blocked, Todo | InProgress | Failed | Cancelled)
                 | (Done, Todo)
                 | (Failed, Todo | Cancelled)
@@ -116,6 +119,11 @@ impl TaskStatus {
                 to,
             })
         }
+    }
+
+    /// `in_progress`, `proposing` or `blocked`: an agent holds or may hold the task.
+    pub const fn is_active(self) -> bool {
+        matches!(self, Self::InProgress | Self::Proposing | Self::Blocked)
     }
 
     /// `done`, `failed` or `cancelled`.
@@ -536,7 +544,8 @@ impl TaskUpdate {
     }
 
     /// Applies the update to `task` in memory: validates fields and the status transition,
-    /// then changes the task. Does not touch `version` or `updated_at` (the store does).
+    /// then changes the task; moving it out of the active statuses (see
+    /// [`TaskStatus::is_active`]) also clears its lease. Does not touch `version` or `updated_at` (the store does).
     /// Every backend uses this so the rules live in one place.
     pub fn apply(&self, task: &mut Task) -> Result<(), crate::error::StoreError> {
         use crate::error::StoreError;
@@ -552,6 +561,11 @@ impl TaskUpdate {
         }
         if let Some(status) = self.status {
             task.status = status;
+            // Leaving the active statuses ends any claim: the lease would otherwise keep a
+            // finished or given-back task fenced.
+            if !status.is_active() {
+                task.lease = None;
+            }
         }
         if let Some(priority) = self.priority {
             task.priority = priority;

@@ -1,1 +1,43 @@
-//! wip
+//! Task stores for Ananta: backends of [`TaskStore`](ananta_core::store::TaskStore), the
+//! Hub's durable storage for tasks, templates, step history, logs, and claims with leases.
+//!
+//! - [`MemoryStore`]: everything in process memory, for tests, demos and single-process use.
+//! - SQLite and PostgreSQL backends are planned, behind features of this crate.
+//!
+//! ```
+//! use ananta_core::store::TaskStore;
+//! use ananta_core::task::NewTask;
+//! use ananta_store::MemoryStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let task = store.create_task(NewTask::new("x").into_task()?).await?;
+//! assert_eq!(store.get_task(task.id).await?.title, "x");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Conformance suite
+//!
+//! With the `testing` feature, `ananta_store::conformance` holds the suite every backend must
+//! pass: status transitions, optimistic versioning, step history, templates, log ordering and
+//! filters, and claims (priority order, one task to one agent under concurrency, rescue of
+//! expired leases, stale fencing tokens rejected). A backend runs it from its tests:
+//!
+//! ```text
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+//! async fn conformance() {
+//!     ananta_store::conformance::run_all(|| async { MyStore::fresh().await }).await;
+//! }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+mod memory;
+
+#[cfg(test)]
+mod tests;
+
+pub use memory::MemoryStore;
