@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ananta_benches::NoopExecutor;
-use ananta_core::{AgentId, ExecRequest, Executor, Hub, NewTask, TaskId, Worker, parse_answer};
+use ananta_core::{AgentId, ExecRequest, Executor, Hub, NewTask, Worker, parse_answer};
 use ananta_exec::ShellExecutor;
 use ananta_llm::ScriptedProvider;
 use ananta_store::MemoryStore;
@@ -44,7 +44,7 @@ fn parsing(c: &mut Criterion) {
     group.finish();
 }
 
-async fn hub_with(executor: Arc<dyn Executor>) -> (Hub, TaskId) {
+async fn hub_with(executor: Arc<dyn Executor>) -> Hub {
     let llm = ScriptedProvider::new([r#"{"reason": "step", "command": "true"}"#]).repeat_last();
     let hub = Hub::builder()
         .store(Arc::new(MemoryStore::new()))
@@ -70,54 +70,42 @@ fn hub_step(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let mut group = c.benchmark_group("hub_step");
     group.measurement_time(Duration::from_secs(5));
 
     // A fresh task per batch keeps the step history (and so the prompt) from growing unbounded.
-    let (hub, _) = rt.block_on(hub_with(Arc::new(NoopExecutor)));
-    group.bench_function("propose_execute_noop_executor", |b| {
-        b.iter_batched(
-            || {
-                rt.block_on(async {
-                    let t = hub.create_task(NewTask::new("bench")).await.unwrap();
-                    hub.assign(t.id, AgentId::new("bench").unwrap())
-                        .await
-                        .unwrap();
-                    t.id
-                })
-            },
-            |id| {
-                rt.block_on(async {
-                    hub.propose(id).await.unwrap();
-                    hub.execute(id, None).await.unwrap();
-                })
-            },
-            criterion::BatchSize::SmallInput,
-        );
-    });
-
-    let (hub, _) = rt.block_on(hub_with(Arc::new(ShellExecutor::new(&dir))));
-    group.bench_function("propose_execute_shell_true", |b| {
-        b.iter_batched(
-            || {
-                rt.block_on(async {
-                    let t = hub.create_task(NewTask::new("bench")).await.unwrap();
-                    hub.assign(t.id, AgentId::new("bench").unwrap())
-                        .await
-                        .unwrap();
-                    t.id
-                })
-            },
-            |id| {
-                rt.block_on(async {
-                    hub.propose(id).await.unwrap();
-                    hub.execute(id, None).await.unwrap();
-                })
-            },
-            criterion::BatchSize::SmallInput,
-        );
-    });
+    let executors: [(&str, Arc<dyn Executor>); 2] = [
+        ("propose_execute_noop_executor", Arc::new(NoopExecutor)),
+        (
+            "propose_execute_shell_true",
+            Arc::new(ShellExecutor::new(&dir)),
+        ),
+    ];
+    for (name, executor) in executors {
+        let hub = rt.block_on(hub_with(executor));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    rt.block_on(async {
+                        let t = hub.create_task(NewTask::new("bench")).await.unwrap();
+                        hub.assign(t.id, AgentId::new("bench").unwrap())
+                            .await
+                            .unwrap();
+                        t.id
+                    })
+                },
+                |id| {
+                    rt.block_on(async {
+                        hub.propose(id).await.unwrap();
+                        hub.execute(id, None).await.unwrap();
+                    })
+                },
+                criterion::BatchSize::SmallInput,
+            );
+        });
+    }
     group.finish();
 
     let shell = ShellExecutor::new(&dir);
@@ -136,12 +124,6 @@ fn hub_step(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ananta-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 criterion_group!(benches, parsing, hub_step);
