@@ -64,7 +64,12 @@ pub struct ShellExecutorConfig {
     ///
     /// The kernel ties this to the spawning *thread*, not the process: if that thread exits
     /// while the command runs (e.g. a runtime thread retired after `block_in_place`), the
-    /// command is killed. Turn it off if your runtime retires threads under running commands.
+    /// command is killed.
+    ///
+    /// Off by default: the hook that sets it runs between fork and exec, which makes the
+    /// standard library fork the whole host process instead of using `posix_spawn`. Forking
+    /// costs time in proportion to the host's memory: measured here, `echo hi` took 1.1 ms
+    /// in a small process and 99 ms in one holding a large heap with the hook on.
     pub kill_on_parent_death: bool,
 }
 
@@ -84,7 +89,7 @@ impl ShellExecutorConfig {
                 .collect(),
             env: BTreeMap::new(),
             shell: PathBuf::from(DEFAULT_SHELL),
-            kill_on_parent_death: true,
+            kill_on_parent_death: false,
         }
     }
 }

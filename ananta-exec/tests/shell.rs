@@ -413,3 +413,19 @@ async fn dropping_the_run_kills_the_group() {
     drop(run);
     assert_group_gone(read_pid(&pid_file)).await;
 }
+
+#[tokio::test]
+async fn parent_death_signal_option_still_runs_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = ShellExecutor::new(dir.path()).with_kill_on_parent_death(true);
+    assert!(exec.config().kill_on_parent_death);
+    assert!(
+        !ShellExecutor::new(dir.path()).config().kill_on_parent_death,
+        "off by default"
+    );
+    let outcome = exec.run(ExecRequest::new("echo ok"), None).await.unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.stdout.as_str()),
+        (Some(0), "ok\n")
+    );
+}
