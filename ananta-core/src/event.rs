@@ -116,3 +116,52 @@ impl Default for EventBus {
         Self::new(1024)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+
+    #[test]
+    fn numbered_events_and_slow_subscribers_lag_instead_of_blocking() {
+        let bus = EventBus::new(2);
+        bus.publish(EventKind::TaskDeleted {
+            task_id: TaskId::new(),
+        }); // nobody listens: dropped
+        let mut rx = bus.subscribe();
+        for _ in 0..5 {
+            bus.publish(EventKind::TaskDeleted {
+                task_id: TaskId::new(),
+            });
+        }
+        assert!(matches!(
+            rx.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(3))
+        ));
+        let seqs: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            [5, 6],
+            "the newest events survive, numbered from the bus's start"
+        );
+    }
+
+    #[test]
+    fn events_serialize_with_a_type_tag() {
+        let event = Event {
+            seq: 1,
+            at: Utc::now(),
+            kind: EventKind::AgentStatusChanged {
+                agent: crate::ids::AgentId::new("w1").unwrap(),
+                status: AgentStatus::Offline,
+            },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "agent_status_changed");
+        assert_eq!(json["status"], "offline");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -557,4 +557,55 @@ mod tests {
         let _ = parse_answer("\"command\": \"unterminated");
         no_command("COMMAND:");
     }
+
+    #[test]
+    fn random_answers_never_panic_or_yield_empty_commands() {
+        // Deterministic xorshift over an alphabet of the characters the parsers care about.
+        const PIECES: [&str; 24] = [
+            "{",
+            "}",
+            "\"",
+            "\\",
+            ":",
+            ",",
+            "`",
+            "```",
+            "```bash\n",
+            "```json\n",
+            "\n",
+            " ",
+            "command",
+            "reason",
+            "done",
+            "true",
+            "REASON:",
+            "COMMAND:",
+            "DONE",
+            "$ ",
+            "é",
+            "✓",
+            "<think>",
+            "</think>",
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut commands = 0;
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let answer: String = (0..len).map(|_| PIECES[(next() % 24) as usize]).collect();
+            if let Ok(ParsedAnswer::Command { command, .. }) = parse_answer(&answer) {
+                assert!(!command.trim().is_empty(), "empty command from {answer:?}");
+                commands += 1;
+            }
+        }
+        assert!(
+            commands > 100,
+            "the generator must reach the command paths ({commands})"
+        );
+    }
 }
