@@ -375,6 +375,16 @@ fn validate_tags(tags: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+impl Task {
+    /// Checks the caller-given fields (title, description, tags) by the same rules as
+    /// [`NewTask::validate`]; stores call it on tasks they are handed.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_title(&self.title)?;
+        validate_description(&self.description)?;
+        validate_tags(&self.tags)
+    }
+}
+
 /// The fields a caller gives to create a task.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct NewTask {

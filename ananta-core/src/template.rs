@@ -225,6 +225,12 @@ pub fn placeholders(text: &str) -> Result<BTreeSet<String>, TemplateError> {
 }
 
 impl Template {
+    /// Checks the template by the same rules as [`NewTemplate::validate`]; stores call it on
+    /// templates they are handed.
+    pub fn validate(&self) -> Result<(), TemplateError> {
+        validate_fields(&self.name, &self.prompt_template, &self.defaults)
+    }
+
     /// The distinct placeholders of the text.
     pub fn variables(&self) -> Result<BTreeSet<String>, TemplateError> {
         placeholders(&self.prompt_template)

@@ -9,7 +9,7 @@ use ananta_core::ids::{AgentId, TaskId, TemplateId};
 use ananta_core::log::{LogEntry, LogQuery};
 use ananta_core::store::{Claim, TaskStore, validate_lease};
 use ananta_core::task::{Lease, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
-use ananta_core::template::{NewTemplate, Template, TemplateUpdate};
+use ananta_core::template::{Template, TemplateUpdate};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -52,32 +52,6 @@ impl MemoryStore {
     }
 }
 
-/// The checks of `NewTask::validate`, applied to an already built task.
-fn validate_task_fields(task: &Task) -> Result<(), StoreError> {
-    TaskUpdate {
-        title: Some(task.title.clone()),
-        description: Some(task.description.clone()),
-        tags: Some(task.tags.clone()),
-        ..TaskUpdate::default()
-    }
-    .validate()
-    .map_err(StoreError::InvalidInput)
-}
-
-/// The checks of `NewTemplate::validate`, applied to an already built template.
-fn validate_template_fields(template: &Template) -> Result<(), StoreError> {
-    NewTemplate {
-        name: template.name.clone(),
-        description: template.description.clone(),
-        prompt_template: template.prompt_template.clone(),
-        provider: template.provider.clone(),
-        model: template.model.clone(),
-        defaults: template.defaults.clone(),
-    }
-    .validate()
-    .map_err(|e| StoreError::InvalidInput(e.to_string()))
-}
-
 fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> Result<DateTime<Utc>, StoreError> {
     now.checked_add_signed(lease)
         .ok_or_else(|| StoreError::InvalidInput(format!("lease of {lease} ends out of range")))
@@ -114,7 +88,7 @@ fn touch(task: &mut Task, now: DateTime<Utc>) {
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn create_task(&self, mut task: Task) -> Result<Task, StoreError> {
-        validate_task_fields(&task)?;
+        task.validate().map_err(StoreError::InvalidInput)?;
         let mut state = self.lock();
         if state.tasks.contains_key(&task.id) {
             return Err(StoreError::AlreadyExists(format!("task {}", task.id)));
@@ -200,7 +174,9 @@ impl TaskStore for MemoryStore {
     }
 
     async fn create_template(&self, template: Template) -> Result<Template, StoreError> {
-        validate_template_fields(&template)?;
+        template
+            .validate()
+            .map_err(|e| StoreError::InvalidInput(e.to_string()))?;
         let mut state = self.lock();
         if state.templates.contains_key(&template.id) {
             return Err(StoreError::AlreadyExists(format!(
