@@ -399,7 +399,7 @@ impl Hub {
         };
         let task = self.move_to(task, TaskStatus::InProgress).await?;
         let task = self.move_to(task, TaskStatus::Proposing).await?;
-        let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let step = task.next_step_index().unwrap_or(u32::MAX);
         self.log(
             LogEntry::new(
                 Direction::In,
@@ -500,7 +500,7 @@ impl Hub {
         }
         let (agent, client) = self.assigned(&task).await?;
         let task = self.move_to(task, TaskStatus::InProgress).await?;
-        let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let index = task.next_step_index().unwrap_or(u32::MAX);
         let shown = command
             .clone()
             .or_else(|| task.proposal.as_ref().map(|p| p.command.clone()));

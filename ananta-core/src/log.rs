@@ -106,6 +106,24 @@ impl LogQuery {
         self
     }
 
+    /// Applies the query to entries held in ascending `seq` order: the latest `limit` matching
+    /// entries, still ascending. In-memory logs (the Worker's, `MemoryStore`) read through it.
+    pub fn select<'a, I>(&self, entries: I) -> Vec<LogEntry>
+    where
+        I: IntoIterator<Item = &'a LogEntry>,
+        I::IntoIter: DoubleEndedIterator,
+    {
+        let mut out: Vec<LogEntry> = entries
+            .into_iter()
+            .rev()
+            .filter(|e| self.matches(e))
+            .take(self.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
+        out.reverse();
+        out
+    }
+
     /// Whether `entry` passes the filters (ignoring `limit`).
     pub fn matches(&self, entry: &LogEntry) -> bool {
         self.task_id.is_none_or(|t| entry.task_id == Some(t))

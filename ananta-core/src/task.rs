@@ -376,6 +376,11 @@ fn validate_tags(tags: &[String]) -> Result<(), String> {
 }
 
 impl Task {
+    /// The 1-based index the next executed step gets (`None` past `u32::MAX` steps).
+    pub fn next_step_index(&self) -> Option<u32> {
+        u32::try_from(self.steps.len() + 1).ok()
+    }
+
     /// Checks the caller-given fields (title, description, tags) by the same rules as
     /// [`NewTask::validate`]; stores call it on tasks they are handed.
     pub fn validate(&self) -> Result<(), String> {

@@ -19,6 +19,23 @@ pub const TASK_VARIABLES: [&str; 6] = [
     "status",
 ];
 
+/// The values of [`TASK_VARIABLES`] for `task`, in that order.
+pub fn task_variables(task: &crate::task::Task) -> BTreeMap<String, String> {
+    let values = [
+        task.id.to_string(),
+        task.title.clone(),
+        task.description.clone(),
+        task.tags.join(", "),
+        format!("{:?}", task.priority).to_lowercase(),
+        task.status.to_string(),
+    ];
+    TASK_VARIABLES
+        .iter()
+        .map(|k| k.to_string())
+        .zip(values)
+        .collect()
+}
+
 /// A prompt template (the seed's `{name, description, prompt_template, provider?, model?, defaults?}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Template {

@@ -1,6 +1,6 @@
 //! The Worker: asks an LLM for the next shell command of a task, runs it, and logs everything.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use crate::log::{Direction, LogEntry, LogQuery};
 use crate::parse::{ParsedAnswer, parse_answer};
 use crate::run::{RunLimits, RunReport, StepDriver, drive};
 use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
-use crate::template::{Template, render};
+use crate::template::{Template, task_variables};
 
 /// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell. \
@@ -25,11 +25,9 @@ Answer with a single JSON object and nothing else: {\"reason\": \"<why this is t
 When the task is complete, answer {\"reason\": \"<summary of what was achieved>\", \"done\": true}. \
 Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
 
-/// Builds a [`Worker`].
-pub struct WorkerBuilder {
+/// The worker's plain settings, shared by the builder and the built worker.
+struct Settings {
     name: AgentId,
-    llm: Option<Arc<dyn LlmProvider>>,
-    executor: Option<Arc<dyn Executor>>,
     system_prompt: String,
     specialisation: String,
     model: Option<String>,
@@ -38,6 +36,13 @@ pub struct WorkerBuilder {
     output_budget: usize,
     history_steps: usize,
     log_capacity: usize,
+}
+
+/// Builds a [`Worker`].
+pub struct WorkerBuilder {
+    settings: Settings,
+    llm: Option<Arc<dyn LlmProvider>>,
+    executor: Option<Arc<dyn Executor>>,
 }
 
 impl WorkerBuilder {
@@ -55,51 +60,51 @@ impl WorkerBuilder {
 
     /// Replaces the whole system prompt (the default explains the answer format).
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.system_prompt = prompt.into();
+        self.settings.system_prompt = prompt.into();
         self
     }
 
     /// The agent's specialisation, appended to the system prompt and shown on its card.
     pub fn specialisation(mut self, text: impl Into<String>) -> Self {
-        self.specialisation = text.into();
+        self.settings.specialisation = text.into();
         self
     }
 
     /// The model to ask (a template's `model` overrides it per task).
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
+        self.settings.model = Some(model.into());
         self
     }
 
     /// Sampling temperature.
     pub fn temperature(mut self, temperature: f32) -> Self {
-        self.temperature = Some(temperature);
+        self.settings.temperature = Some(temperature);
         self
     }
 
     /// Answer token limit.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
-        self.max_tokens = Some(max_tokens);
+        self.settings.max_tokens = Some(max_tokens);
         self
     }
 
     /// Characters of each stream (stdout, stderr) of a step fed back to the model (default
     /// 4,000; head and tail are kept, with a marker of what was cut).
     pub fn output_budget(mut self, chars: usize) -> Self {
-        self.output_budget = chars;
+        self.settings.output_budget = chars;
         self
     }
 
     /// How many of the latest steps the prompt shows (default 20; older ones are summarised
     /// as a count).
     pub fn history_steps(mut self, steps: usize) -> Self {
-        self.history_steps = steps;
+        self.settings.history_steps = steps;
         self
     }
 
     /// How many log entries the worker keeps in memory (default 10,000; oldest dropped first).
     pub fn log_capacity(mut self, entries: usize) -> Self {
-        self.log_capacity = entries;
+        self.settings.log_capacity = entries;
         self
     }
 
@@ -111,23 +116,17 @@ impl WorkerBuilder {
         let executor = self
             .executor
             .ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
+        let mut settings = self.settings;
+        settings.log_capacity = settings.log_capacity.max(1);
         Ok(Worker {
             inner: Arc::new(WorkerInner {
-                name: self.name,
+                settings,
                 llm,
                 executor,
-                system_prompt: self.system_prompt,
-                specialisation: self.specialisation,
-                model: self.model,
-                temperature: self.temperature,
-                max_tokens: self.max_tokens,
-                output_budget: self.output_budget,
-                history_steps: self.history_steps,
                 log: Mutex::new(LogRing {
                     entries: VecDeque::new(),
                     next_seq: 1,
                 }),
-                log_capacity: self.log_capacity.max(1),
             }),
         })
     }
@@ -139,18 +138,10 @@ struct LogRing {
 }
 
 struct WorkerInner {
-    name: AgentId,
+    settings: Settings,
     llm: Arc<dyn LlmProvider>,
     executor: Arc<dyn Executor>,
-    system_prompt: String,
-    specialisation: String,
-    model: Option<String>,
-    temperature: Option<f32>,
-    max_tokens: Option<u32>,
-    output_budget: usize,
-    history_steps: usize,
     log: Mutex<LogRing>,
-    log_capacity: usize,
 }
 
 /// An agent that proposes shell commands with an LLM and runs them with an executor.
@@ -165,9 +156,9 @@ pub struct Worker {
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
-            .field("name", &self.inner.name)
+            .field("name", &self.inner.settings.name)
             .field("llm", &self.inner.llm.name())
-            .field("model", &self.inner.model)
+            .field("model", &self.inner.settings.model)
             .finish_non_exhaustive()
     }
 }
@@ -176,29 +167,31 @@ impl Worker {
     /// Starts building a worker named `name`.
     pub fn builder(name: AgentId) -> WorkerBuilder {
         WorkerBuilder {
-            name,
+            settings: Settings {
+                name,
+                system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+                specialisation: String::new(),
+                model: None,
+                temperature: None,
+                max_tokens: None,
+                output_budget: 4_000,
+                history_steps: 20,
+                log_capacity: 10_000,
+            },
             llm: None,
             executor: None,
-            system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
-            specialisation: String::new(),
-            model: None,
-            temperature: None,
-            max_tokens: None,
-            output_budget: 4_000,
-            history_steps: 20,
-            log_capacity: 10_000,
         }
     }
 
     /// The worker's name.
     pub fn name(&self) -> &AgentId {
-        &self.inner.name
+        &self.inner.settings.name
     }
 
     /// An in-process card for registering this worker with a Hub.
     pub fn card(&self) -> AgentCard {
-        let mut card = AgentCard::in_process(self.inner.name.clone());
-        card.system_prompt = self.inner.specialisation.clone();
+        let mut card = AgentCard::in_process(self.inner.settings.name.clone());
+        card.system_prompt = self.inner.settings.specialisation.clone();
         card
     }
 
@@ -211,33 +204,23 @@ impl Worker {
         template: Option<&Template>,
     ) -> Result<Vec<ChatMessage>, AgentError> {
         let inner = &self.inner;
-        let mut system = inner.system_prompt.clone();
-        if !inner.specialisation.is_empty() {
+        let mut system = inner.settings.system_prompt.clone();
+        if !inner.settings.specialisation.is_empty() {
             system.push_str("\n\nYour specialisation: ");
-            system.push_str(&inner.specialisation);
+            system.push_str(&inner.settings.specialisation);
         }
         let task_text = match template {
-            Some(t) => {
-                let vars: BTreeMap<String, String> = [
-                    ("task_id", task.id.to_string()),
-                    ("title", task.title.clone()),
-                    ("description", task.description.clone()),
-                    ("tags", task.tags.join(", ")),
-                    ("priority", format!("{:?}", task.priority).to_lowercase()),
-                    ("status", task.status.to_string()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
-                render(&t.prompt_template, &vars, &t.defaults)?
-            }
+            Some(t) => t.render(&task_variables(task))?,
             None if task.description.trim().is_empty() => {
                 format!("Task {}: {}", task.id, task.title)
             }
             None => format!("Task {}: {}\n\n{}", task.id, task.title, task.description),
         };
         let mut messages = vec![ChatMessage::system(system), ChatMessage::user(task_text)];
-        let skip = task.steps.len().saturating_sub(inner.history_steps);
+        let skip = task
+            .steps
+            .len()
+            .saturating_sub(inner.settings.history_steps);
         if skip > 0 {
             messages.push(ChatMessage::user(format!(
                 "({skip} earlier step(s) omitted; the latest {} follow.)",
@@ -256,7 +239,7 @@ impl Worker {
                 "Step {} ran `{}`:\n{}\nPropose the next command, or answer done.",
                 step.index,
                 step.command,
-                step.outcome.summary_for_model(inner.output_budget)
+                step.outcome.summary_for_model(inner.settings.output_budget)
             )));
         }
         Ok(messages)
@@ -264,11 +247,11 @@ impl Worker {
 
     fn log(&self, entry: LogEntry) {
         let mut ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-        let mut entry = entry.agent(Some(self.inner.name.clone()));
+        let mut entry = entry.agent(Some(self.inner.settings.name.clone()));
         entry.seq = ring.next_seq;
         ring.next_seq += 1;
         ring.entries.push_back(entry);
-        while ring.entries.len() > self.inner.log_capacity {
+        while ring.entries.len() > self.inner.settings.log_capacity {
             ring.entries.pop_front();
         }
     }
@@ -276,17 +259,7 @@ impl Worker {
     /// The worker's own log (the seed's worker `/logs`), newest `limit` entries ascending.
     pub fn logs(&self, query: &LogQuery) -> Vec<LogEntry> {
         let ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<LogEntry> = ring
-            .entries
-            .iter()
-            .filter(|e| query.matches(e))
-            .cloned()
-            .collect();
-        if let Some(limit) = query.limit {
-            let cut = out.len().saturating_sub(limit);
-            out.drain(..cut);
-        }
-        out
+        query.select(&ring.entries)
     }
 
     /// Asks the LLM for the next step of `task`.
@@ -301,13 +274,13 @@ impl Worker {
             .last()
             .map(|m| m.content.clone())
             .unwrap_or_default();
-        let step = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let step = task.next_step_index().unwrap_or(u32::MAX);
         let mut request = ChatRequest::new(messages);
         request.model = template
             .and_then(|t| t.model.clone())
-            .or_else(|| inner.model.clone());
-        request.temperature = inner.temperature;
-        request.max_tokens = inner.max_tokens;
+            .or_else(|| inner.settings.model.clone());
+        request.temperature = inner.settings.temperature;
+        request.max_tokens = inner.settings.max_tokens;
         self.log(
             LogEntry::new(
                 Direction::In,
@@ -317,7 +290,7 @@ impl Worker {
             .task(task.id)
             .step(step),
         );
-        tracing::debug!(task = %task.id, agent = %inner.name, "asking the LLM for the next step");
+        tracing::debug!(task = %task.id, agent = %inner.settings.name, "asking the LLM for the next step");
         let response = match inner.llm.complete(request).await {
             Ok(r) => r,
             Err(e) => {
@@ -346,7 +319,7 @@ impl Worker {
                 raw: response.content,
                 prompt,
                 usage: response.usage,
-                agent: Some(inner.name.clone()),
+                agent: Some(inner.settings.name.clone()),
                 proposed_at: Utc::now(),
             }),
             ParsedAnswer::Done { summary } => Proposed::Done(Completion {
@@ -377,7 +350,7 @@ impl Worker {
                 .map(|p| p.command.clone())
                 .ok_or(AgentError::NoCommand(task.id))?,
         };
-        let index = u32::try_from(task.steps.len() + 1).unwrap_or(u32::MAX);
+        let index = task.next_step_index().unwrap_or(u32::MAX);
         self.log(
             LogEntry::new(Direction::In, "command", json!({"command": command}))
                 .task(task.id)
@@ -408,7 +381,7 @@ impl Worker {
         );
         Ok(StepRecord {
             index,
-            agent: Some(self.inner.name.clone()),
+            agent: Some(self.inner.settings.name.clone()),
             prompt: proposal
                 .as_ref()
                 .map(|p| p.prompt.clone())

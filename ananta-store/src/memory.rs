@@ -165,8 +165,9 @@ impl TaskStore for MemoryStore {
             .tasks
             .get_mut(&id)
             .ok_or(StoreError::TaskNotFound(id))?;
-        step.index = u32::try_from(task.steps.len() + 1)
-            .map_err(|_| StoreError::InvalidInput(format!("task {id} has too many steps")))?;
+        step.index = task
+            .next_step_index()
+            .ok_or_else(|| StoreError::InvalidInput(format!("task {id} has too many steps")))?;
         task.steps.push(step);
         task.proposal = None;
         touch(task, Utc::now());
@@ -264,19 +265,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn logs(&self, query: LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        let state = self.lock();
-        // Walk back from the newest entry so `limit` keeps the latest ones, then restore the
-        // ascending order.
-        let mut entries: Vec<LogEntry> = state
-            .logs
-            .iter()
-            .rev()
-            .filter(|e| query.matches(e))
-            .take(query.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        entries.reverse();
-        Ok(entries)
+        Ok(query.select(&self.lock().logs))
     }
 
     async fn claim(&self, agent: AgentId, lease: Duration) -> Result<Option<Claim>, StoreError> {
