@@ -2,19 +2,24 @@
 //!
 //! `cargo run --example quickstart`
 //!
-//! The Worker's LLM is a `ScriptedProvider` — scripted answers, no model is called — so the
-//! demo runs anywhere. The commands are real: a `ShellExecutor` runs them in a temporary
-//! workspace directory that is removed at the end.
+//! By default the Worker's LLM is a `ScriptedProvider` — scripted answers, no model is called —
+//! so the demo runs anywhere. With `ANANTA_LLM_URL` set to an OpenAI-compatible server's base
+//! URL (e.g. `http://127.0.0.1:8080/v1` for llama.cpp, `http://localhost:1234/v1` for LM Studio;
+//! `ANANTA_LLM_MODEL` and `OPENAI_API_KEY` are used when set), a real model proposes the
+//! commands, with structured output, retries and a small demo guard that only lets harmless
+//! programs run. The commands are real: a `ShellExecutor` runs them in a temporary workspace
+//! directory that is removed at the end.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
 
 use ananta_core::{
-    AgentId, EventKind, Hub, LogQuery, NewTask, NewTemplate, Proposed, RunLimits, StopReason,
-    Worker,
+    AgentId, EventKind, Executor, Hub, LlmProvider, LogQuery, NewTask, NewTemplate, Proposed,
+    RunLimits, StopReason, Worker,
 };
+use ananta_examples::DemoGuard;
 use ananta_exec::ShellExecutor;
-use ananta_llm::ScriptedProvider;
+use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
 use ananta_store::MemoryStore;
 
 #[tokio::main]
@@ -23,24 +28,55 @@ async fn main() -> anyhow::Result<()> {
 
     // The model's answers, in the shapes real models use: JSON, REASON/COMMAND lines, a fenced
     // shell block, and finally "done".
-    let llm = ScriptedProvider::new([
+    let scripted = ScriptedProvider::new([
         r#"{"reason": "Create a notes folder with a first note", "command": "mkdir -p notes && echo 'Ananta was here' > notes/hello.txt"}"#,
         "REASON: Check that the note exists and read it\nCOMMAND: ls notes && cat notes/hello.txt",
         "Let me count the bytes to be sure it is not empty:\n```bash\nwc -c < notes/hello.txt\n```",
         r#"{"reason": "notes/hello.txt exists and holds the note.", "done": true}"#,
     ]);
+    let shell = ShellExecutor::new(workspace.path());
+
+    let real_url = std::env::var("ANANTA_LLM_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let (llm, executor, label): (Arc<dyn LlmProvider>, Arc<dyn Executor>, String) = match &real_url
+    {
+        Some(url) => {
+            let mut builder = OpenAiProvider::builder(url);
+            if let Ok(model) = std::env::var("ANANTA_LLM_MODEL") {
+                builder = builder.model(model);
+            }
+            if let Ok(key) = std::env::var("OPENAI_API_KEY") {
+                builder = builder.api_key(key);
+            }
+            let provider = builder.build()?.with_retry(RetryPolicy::default());
+            (
+                Arc::new(provider),
+                Arc::new(DemoGuard(shell)),
+                format!("OpenAiProvider at {url} (structured output; demo guard on commands)"),
+            )
+        }
+        None => (
+            Arc::new(scripted),
+            Arc::new(shell),
+            "ScriptedProvider (scripted answers for this demo; no model is called)".into(),
+        ),
+    };
 
     let hub = Hub::builder().store(Arc::new(MemoryStore::new())).build()?;
     let worker = Worker::builder(AgentId::new("worker-1")?)
-        .llm(Arc::new(llm))
-        .executor(Arc::new(ShellExecutor::new(workspace.path())))
+        .llm(llm)
+        .executor(executor)
         .specialisation("keeps notes in plain text files")
+        .structured_output(real_url.is_some())
+        .temperature(0.0)
+        .max_tokens(256)
         .build()?;
     hub.register_agent(worker.card(), Arc::new(worker.clone()))
         .await?;
 
     println!("Ananta quickstart");
-    println!("  LLM:       ScriptedProvider (scripted answers for this demo; no model is called)");
+    println!("  LLM:       {label}");
     println!(
         "  executor:  ShellExecutor in {}",
         workspace.path().display()
@@ -67,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     hub.assign(task.id, worker.name().clone()).await?;
     println!("assigned to {}\n", worker.name());
 
-    let report = hub.run(task.id, &RunLimits::steps(5)).await?;
+    let result = hub.run(task.id, &RunLimits::steps(5)).await;
     while let Ok(event) = events.try_recv() {
         match event.kind {
             EventKind::StepProposed { proposed, .. } => match *proposed {
@@ -96,15 +132,33 @@ async fn main() -> anyhow::Result<()> {
     let task = hub.get_task(task.id).await?;
 
     println!();
-    match &report.stop {
-        StopReason::Done { summary } => println!("stopped: the model says done ({summary})"),
-        other => println!("stopped: {other:?}"),
-    }
+    let tokens = match &result {
+        Ok(report) => {
+            match &report.stop {
+                StopReason::Done { summary } => {
+                    println!("stopped: the model says done ({summary})")
+                }
+                other => println!("stopped: {other:?}"),
+            }
+            report.usage.total()
+        }
+        // A real model can fail a run (a refused command, an answer that is no command);
+        // the task and its log keep what happened. The scripted run never does.
+        Err(e) if real_url.is_some() => {
+            println!("stopped with an error: {e}");
+            0
+        }
+        Err(e) => return Err(e.clone().into()),
+    };
     println!(
-        "final status: {} after {} step(s), {} tokens (estimated by the scripted provider)",
+        "final status: {} after {} step(s), {tokens} tokens{}",
         task.status,
         task.steps.len(),
-        report.usage.total()
+        if real_url.is_some() {
+            ""
+        } else {
+            " (estimated by the scripted provider)"
+        }
     );
     println!("\ntask log:");
     for entry in hub.logs(LogQuery::task(task.id)).await? {
@@ -117,8 +171,12 @@ async fn main() -> anyhow::Result<()> {
             shorten(&entry.payload.to_string(), 90)
         );
     }
-    let note = std::fs::read_to_string(workspace.path().join("notes/hello.txt"))?;
-    println!("\nnotes/hello.txt: {}", note.trim());
+    match std::fs::read_to_string(workspace.path().join("notes/hello.txt")) {
+        Ok(note) => println!("\nnotes/hello.txt: {}", note.trim()),
+        // Only a real model may not get there; the scripted run always writes the note.
+        Err(e) if real_url.is_some() => println!("\nnotes/hello.txt was not written ({e})"),
+        Err(e) => return Err(e.into()),
+    }
     Ok(())
 }
 

@@ -52,6 +52,22 @@ pub enum LlmError {
         /// The raw text received, for diagnosis.
         raw: String,
     },
+    /// The model's answer is not the JSON the request's schema asked for.
+    #[error("LLM answer does not match the requested schema: {message}")]
+    SchemaMismatch {
+        /// What did not parse.
+        message: String,
+        /// The model's raw answer.
+        raw: String,
+    },
+    /// A circuit breaker refused the call because the provider failed repeatedly.
+    #[error("circuit open for {provider}: failing fast for another {retry_in:?}")]
+    CircuitOpen {
+        /// The provider behind the breaker.
+        provider: String,
+        /// When the breaker lets a trial call through.
+        retry_in: Duration,
+    },
     /// The provider does not offer this operation (e.g. embeddings).
     #[error("{provider} does not support {operation}")]
     Unsupported {
@@ -77,7 +93,17 @@ impl LlmError {
                 | Self::Timeout(_)
                 | Self::RateLimited { .. }
                 | Self::Server { .. }
+                | Self::CircuitOpen { .. }
         )
+    }
+
+    /// How long the server asked us to wait before trying again, when it said so.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            Self::CircuitOpen { retry_in, .. } => Some(*retry_in),
+            _ => None,
+        }
     }
 }
 

@@ -80,11 +80,11 @@ pub use exec::{ExecOutcome, ExecRequest, Executor, OutputChunk, OutputSink, Outp
 pub use hub::{Hub, HubBuilder};
 pub use ids::{AgentId, ParseIdError, TaskId, TemplateId};
 pub use llm::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmProvider,
-    ProviderHealth, Role,
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, JsonSchemaFormat,
+    LlmProvider, ProviderHealth, Role, ToolCall, ToolSpec,
 };
 pub use log::{Direction, LogEntry, LogQuery};
-pub use parse::{ParsedAnswer, parse_answer};
+pub use parse::{AnswerFormat, ParsedAnswer, parse_answer};
 pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry};
 pub use run::{RunLimits, RunReport, StopReason};
 pub use store::{Claim, TaskStore};

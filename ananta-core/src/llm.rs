@@ -1,6 +1,7 @@
 //! The [`LlmProvider`] trait: chat completion, streaming, structured output, embeddings, health.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// The result of a tool call the model asked for (see [`ChatMessage::tool_result`]).
+    Tool,
 }
 
 /// One message of a conversation.
@@ -30,31 +33,102 @@ pub struct ChatMessage {
     pub role: Role,
     /// What was said.
     pub content: String,
+    /// Tools the model asked to call in this (assistant) message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a [`Role::Tool`] message: the id of the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
+    fn new(role: Role, content: String) -> Self {
+        Self {
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
     /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::System,
-            content: content.into(),
-        }
+        Self::new(Role::System, content.into())
     }
 
     /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
-        Self {
-            role: Role::User,
-            content: content.into(),
-        }
+        Self::new(Role::User, content.into())
     }
 
     /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content.into())
+    }
+}
+
+impl ChatMessage {
+    /// An assistant message that asks for tool calls (as returned in
+    /// [`ChatResponse::tool_calls`]); send it back before the tool results.
+    pub fn assistant_tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
         Self {
-            role: Role::Assistant,
-            content: content.into(),
+            tool_calls: calls,
+            ..Self::new(Role::Assistant, content.into())
         }
+    }
+
+    /// The result of the tool call `call_id`, to send back to the model.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content.into())
+        }
+    }
+}
+
+/// A function the model may call ("tools" / function calling).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The function's name (`[a-zA-Z0-9_-]`, at most 64 characters for OpenAI).
+    pub name: String,
+    /// What the function does; the model reads this to decide when to call it.
+    pub description: String,
+    /// JSON schema of the arguments object.
+    pub parameters: schemars::Schema,
+}
+
+impl ToolSpec {
+    /// A tool whose arguments are described by `T`'s JSON schema.
+    pub fn for_type<T: JsonSchema>(
+        name: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            parameters: schemars::schema_for!(T),
+        }
+    }
+}
+
+/// A call of a [`ToolSpec`] the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ToolCall {
+    /// The server's id for this call; echo it in [`ChatMessage::tool_result`].
+    pub id: String,
+    /// The function to call.
+    pub name: String,
+    /// The arguments as JSON text, exactly as the model wrote them (it may be invalid JSON).
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// Parses the arguments into `T`.
+    pub fn parse_arguments<T: serde::de::DeserializeOwned>(&self) -> Result<T, LlmError> {
+        serde_json::from_str(&self.arguments).map_err(|e| LlmError::SchemaMismatch {
+            message: format!("arguments of tool call `{}`: {e}", self.name),
+            raw: self.arguments.clone(),
+        })
     }
 }
 
@@ -84,6 +158,9 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     /// Structured output: the answer must be JSON matching this schema.
     pub response_format: Option<JsonSchemaFormat>,
+    /// Functions the model may call instead of answering with text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl ChatRequest {
@@ -110,6 +187,18 @@ impl ChatRequest {
     /// Sets the token limit of the answer.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
         self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Offers a function the model may call.
+    pub fn tool(mut self, tool: ToolSpec) -> Self {
+        self.tools.push(tool);
+        self
+    }
+
+    /// Adds stop sequences.
+    pub fn stop(mut self, stop: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.stop.extend(stop.into_iter().map(Into::into));
         self
     }
 
@@ -157,6 +246,9 @@ pub struct ChatResponse {
     pub usage: Option<TokenUsage>,
     /// Why generation stopped, when reported.
     pub finish_reason: Option<FinishReason>,
+    /// Tool calls the model asked for (with [`FinishReason::ToolCalls`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl ChatResponse {
@@ -178,6 +270,10 @@ pub struct ChatChunk {
     pub usage: Option<TokenUsage>,
     /// Set on the last chunk.
     pub finish_reason: Option<FinishReason>,
+    /// Complete tool calls; providers assemble streamed call fragments and emit each call
+    /// once, whole, usually on the last chunk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A streamed answer. Dropping it stops the generation.
@@ -192,6 +288,9 @@ pub struct ProviderHealth {
     pub latency_ms: u64,
     /// Models the server offers, when it lists them.
     pub models: Vec<String>,
+    /// Why the server is not reachable, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ProviderHealth {
@@ -201,14 +300,26 @@ impl ProviderHealth {
             reachable: true,
             latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
             models,
+            error: None,
+        }
+    }
+
+    /// An unreachable provider: the check failed after `latency` with `error`.
+    pub fn down(latency: Duration, error: impl Into<String>) -> Self {
+        Self {
+            reachable: false,
+            latency_ms: u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            models: Vec::new(),
+            error: Some(error.into()),
         }
     }
 }
 
 /// A chat model behind some API.
 ///
-/// Implementations live in `ananta-llm` (scripted provider for demos and tests; HTTP providers
-/// follow), and `MockLlmProvider` with feature `mocks`. Use it as `Arc<dyn LlmProvider>`.
+/// Implementations live in `ananta-llm` (Ollama, OpenAI-compatible servers, a scripted provider
+/// for demos and tests, and resilience wrappers), and `MockLlmProvider` with feature `mocks`.
+/// Use it as `Arc<dyn LlmProvider>`; `Arc<P>` and `Box<P>` implement it too.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait LlmProvider: Send + Sync {
@@ -225,6 +336,33 @@ pub trait LlmProvider: Send + Sync {
     /// Embeds each input text; one vector per input, in order.
     async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError>;
 
-    /// Checks that the server is reachable and lists its models.
+    /// Checks that the server is reachable and lists its models. An unreachable server is
+    /// `Ok` with [`ProviderHealth::reachable`] false; `Err` means it answered with an error.
     async fn health(&self) -> Result<ProviderHealth, LlmError>;
 }
+
+macro_rules! forward_provider {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<P: LlmProvider + ?Sized> LlmProvider for $ty {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+                (**self).complete(request).await
+            }
+            async fn complete_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+                (**self).complete_stream(request).await
+            }
+            async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError> {
+                (**self).embed(inputs).await
+            }
+            async fn health(&self) -> Result<ProviderHealth, LlmError> {
+                (**self).health().await
+            }
+        }
+    };
+}
+
+forward_provider!(Arc<P>);
+forward_provider!(Box<P>);

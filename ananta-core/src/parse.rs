@@ -14,9 +14,25 @@
 //! [`ProposalError::Empty`], anything else (a refusal, a question, prose) is
 //! [`ProposalError::NoCommand`] carrying the raw text. It never yields an empty command.
 
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ProposalError;
+
+/// The answer shape the default system prompt asks for, as a type: its JSON schema is what a
+/// Worker with structured output sends (every field is required, so a schema-constrained model
+/// always writes all three). `done: true` ends the task whatever `command` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerFormat {
+    /// Why this is the right next step, or a summary when done.
+    pub reason: String,
+    /// The one shell command to run next (ignored when `done`).
+    pub command: String,
+    /// Whether the task is complete.
+    pub done: bool,
+}
 
 /// What the model answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +156,9 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
             let command = get_str("command")
                 .or_else(|| get_str("cmd"))
                 .map(clean_command);
+            if matches!(map.get("done"), Some(Value::Bool(true))) {
+                return Some(Some(ParsedAnswer::Done { summary: reason }));
+            }
             return Some(match command {
                 Some(command) if !command.is_empty() && !is_done_word(&command) => {
                     Some(ParsedAnswer::Command { reason, command })
@@ -433,6 +452,18 @@ mod tests {
         assert_eq!(
             done(r#"{"summary": "ok", "done": "true", "command": null}"#),
             "ok"
+        );
+        // The structured-output shape always carries a command; `done: true` wins over it.
+        assert_eq!(
+            done(r#"{"reason": "all green", "command": "ls", "done": true}"#),
+            "all green"
+        );
+        assert_eq!(
+            parse_answer(r#"{"reason": "look", "command": "ls", "done": false}"#).unwrap(),
+            ParsedAnswer::Command {
+                reason: "look".into(),
+                command: "ls".into()
+            }
         );
     }
 

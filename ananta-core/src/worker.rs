@@ -13,7 +13,7 @@ use crate::exec::{ExecRequest, Executor};
 use crate::ids::AgentId;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
 use crate::log::{Direction, LogEntry, LogQuery};
-use crate::parse::{ParsedAnswer, parse_answer};
+use crate::parse::{AnswerFormat, ParsedAnswer, parse_answer};
 use crate::run::{RunLimits, RunReport, StepDriver, drive};
 use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
 use crate::template::{Template, task_variables};
@@ -33,6 +33,7 @@ struct Settings {
     model: Option<String>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
+    structured_output: bool,
     output_budget: usize,
     history_steps: usize,
     log_capacity: usize,
@@ -85,6 +86,14 @@ impl WorkerBuilder {
     /// Answer token limit.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
         self.settings.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Asks the server to constrain every answer to [`AnswerFormat`]'s JSON schema (structured
+    /// output). Small local models then always answer in the shape [`parse_answer`] reads;
+    /// leave it off (the default) for servers that do not support `json_schema` output.
+    pub fn structured_output(mut self, on: bool) -> Self {
+        self.settings.structured_output = on;
         self
     }
 
@@ -174,6 +183,7 @@ impl Worker {
                 model: None,
                 temperature: None,
                 max_tokens: None,
+                structured_output: false,
                 output_budget: 4_000,
                 history_steps: 20,
                 log_capacity: 10_000,
@@ -281,6 +291,9 @@ impl Worker {
             .or_else(|| inner.settings.model.clone());
         request.temperature = inner.settings.temperature;
         request.max_tokens = inner.settings.max_tokens;
+        if inner.settings.structured_output {
+            request = request.json_schema_for::<AnswerFormat>();
+        }
         self.log(
             LogEntry::new(
                 Direction::In,

@@ -1,9 +1,17 @@
 //! # ananta-llm — LLM providers for Ananta
 //!
-//! Implementations of [`ananta_core::LlmProvider`]. Today this crate ships the
-//! [`ScriptedProvider`]: a deterministic provider **for demos and tests** that answers from a
-//! script instead of a model. HTTP providers (Ollama, OpenAI-compatible servers) and resilience
-//! wrappers follow, each behind its own cargo feature.
+//! Implementations of [`ananta_core::LlmProvider`]:
+//!
+//! - [`OllamaProvider`] (feature `ollama`): Ollama's native API — NDJSON streaming, JSON-schema
+//!   `format`, `/api/embed`, `/api/tags`.
+//! - [`OpenAiProvider`] (feature `openai`): any OpenAI-compatible server — OpenAI, LM Studio,
+//!   llama.cpp's `llama-server`, vLLM — with SSE streaming, `json_schema` structured output,
+//!   tool calls and `/embeddings`.
+//! - Resilience wrappers that are providers themselves and compose like tower layers:
+//!   [`Retry`], [`Fallback`], [`CircuitBreaker`], [`ConcurrencyLimit`].
+//! - [`StructuredOutput::complete_json`]: typed JSON answers from any provider.
+//! - [`ScriptedProvider`]: a deterministic provider **for demos and tests** that answers from a
+//!   script instead of a model.
 //!
 //! ```
 //! use ananta_core::{ChatMessage, ChatRequest, LlmProvider};
@@ -20,6 +28,25 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "http")]
+mod http;
+mod json;
+#[cfg(feature = "ollama")]
+mod ollama;
+#[cfg(feature = "openai")]
+mod openai;
+mod resilience;
 mod scripted;
 
+#[cfg(feature = "http")]
+pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use json::{StructuredOutput, parse_structured};
+#[cfg(feature = "ollama")]
+pub use ollama::{OllamaProvider, OllamaProviderBuilder};
+#[cfg(feature = "openai")]
+pub use openai::{OpenAiProvider, OpenAiProviderBuilder};
+pub use resilience::{
+    CircuitBreaker, CircuitBreakerPolicy, CircuitState, ConcurrencyLimit, Fallback, ProviderExt,
+    Retry, RetryPolicy,
+};
 pub use scripted::{ScriptedProvider, ScriptedReply};

@@ -273,8 +273,7 @@ impl LlmProvider for ScriptedProvider {
             .map(|c| {
                 Ok(ChatChunk {
                     delta: c.iter().collect(),
-                    usage: None,
-                    finish_reason: None,
+                    ..ChatChunk::default()
                 })
             })
             .collect();
@@ -282,6 +281,7 @@ impl LlmProvider for ScriptedProvider {
             delta: String::new(),
             usage: response.usage,
             finish_reason: response.finish_reason,
+            tool_calls: response.tool_calls,
         }));
         Ok(Box::pin(futures::stream::iter(chunks)))
     }
