@@ -26,7 +26,7 @@ const MAX_FRAME: usize = 16 << 20;
 const MAX_ERROR_BODY: usize = 4_000;
 
 /// Connection settings every HTTP provider's builder shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct HttpConfig {
     pub(crate) base_url: String,
     pub(crate) api_key: Option<String>,
@@ -35,6 +35,22 @@ pub(crate) struct HttpConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) client: Option<reqwest::Client>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpConfig {
@@ -73,8 +89,10 @@ impl HttpConfig {
         for (name, value) in &self.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| LlmError::InvalidRequest(format!("header name `{name}`: {e}")))?;
-            let value = HeaderValue::from_str(value)
+            let mut value = HeaderValue::from_str(value)
                 .map_err(|e| LlmError::InvalidRequest(format!("header `{name}` value: {e}")))?;
+            // Extra headers often carry credentials; keep them out of Debug output.
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         if let Some(key) = self.api_key.as_deref().filter(|k| !k.is_empty()) {
@@ -612,6 +630,24 @@ mod tests {
             .collect()
             .await;
         assert_eq!(got, vec![r#"{"a":1}"#, r#"{"b":2}"#, r#"{"c":3}"#]);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let mut cfg = HttpConfig::new("http://127.0.0.1:1/v1");
+        cfg.api_key = Some("sk-very-secret".into());
+        cfg.headers.push(("x-org".into(), "org-secret".into()));
+        let shown = format!("{cfg:?}");
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains("org-secret"),
+            "{shown}"
+        );
+        let transport = cfg.build().unwrap();
+        let shown = format!("{transport:?}");
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains("org-secret"),
+            "{shown}"
+        );
     }
 
     #[test]

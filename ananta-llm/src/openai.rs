@@ -815,6 +815,13 @@ mod tests {
     }
 
     #[test]
+    fn debug_hides_the_key() {
+        let builder = OpenAiProvider::openai("sk-secret-1");
+        assert!(!format!("{builder:?}").contains("sk-secret-1"));
+        assert!(!format!("{:?}", builder.build().unwrap()).contains("sk-secret-1"));
+    }
+
+    #[test]
     fn seed_url_form_is_trimmed() {
         assert_eq!(provider().base_url(), "http://127.0.0.1:9/v1");
     }

@@ -178,8 +178,16 @@ fn real(c: &mut Criterion) {
     };
     let base = base.trim_end_matches('/').to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let llm = OpenAiProvider::llama_cpp(&base).build().unwrap();
-    let client = reqwest::Client::new();
+    // llama-server closes a connection after a streamed answer; a pooled connection can then
+    // fail the next request (a race no client can see coming), so both paths connect afresh.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let llm = OpenAiProvider::llama_cpp(&base)
+        .client(client.clone())
+        .build()
+        .unwrap();
     const MAX: u32 = 32;
     let mut group = c.benchmark_group("real_llm");
     group
