@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{
     HttpConfig, Transport, error_message, excerpt, guard_line_length, http_builder_methods,
-    is_context_error, parse_json, strip_suffixes,
+    is_context_error, strip_suffixes,
 };
 
 /// A provider for OpenAI's API and every server that copies it: LM Studio, llama.cpp's
@@ -416,8 +416,13 @@ struct PartialToolCall {
 impl StreamAssembler {
     /// One `data:` payload; a chunk when it carries text.
     fn push(&mut self, data: &str) -> Result<Option<ChatChunk>, LlmError> {
-        let value: Value = parse_json(data)?;
-        if let Some(error) = value.get("error") {
+        // One pass straight into the chunk type: this runs once per token.
+        let chunk: StreamChunk =
+            serde_json::from_str(data).map_err(|e| LlmError::InvalidResponse {
+                message: format!("unexpected stream chunk: {e}"),
+                raw: excerpt(data),
+            })?;
+        if let Some(error) = chunk.error {
             let text = error.to_string();
             let message = error_message(&json!({ "error": error }).to_string());
             if is_context_error(&text) {
@@ -432,11 +437,6 @@ impl StreamAssembler {
                 message,
             });
         }
-        let chunk: StreamChunk =
-            serde_json::from_value(value).map_err(|e| LlmError::InvalidResponse {
-                message: format!("unexpected stream chunk: {e}"),
-                raw: excerpt(data),
-            })?;
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage.into());
         }
@@ -699,6 +699,8 @@ impl From<Usage> for TokenUsage {
 
 #[derive(Deserialize)]
 struct StreamChunk {
+    #[serde(default)]
+    error: Option<Value>,
     #[serde(default)]
     choices: Vec<StreamChoice>,
     #[serde(default)]

@@ -122,15 +122,17 @@ async fn via_reqwest(
     let mut buf = String::new();
     let mut first = None;
     let mut pieces = 0;
-    while let Some(chunk) = bytes.next().await {
+    'read: while let Some(chunk) = bytes.next().await {
         buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
             let Some(data) = event.trim().strip_prefix("data: ") else {
                 continue;
             };
+            // Stop at the end marker, as the provider does (the server may take a while to
+            // end the body after it).
             if data == "[DONE]" {
-                continue;
+                break 'read;
             }
             let value: Value = serde_json::from_str(data).unwrap();
             if let Some(text) = value
