@@ -8,7 +8,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ananta_core::{ChatMessage, ChatRequest, FinishReason, LlmError, LlmProvider, ToolSpec};
+use ananta_core::{
+    ChatChunk, ChatMessage, ChatRequest, FinishReason, LlmError, LlmProvider, ToolSpec,
+};
 use ananta_llm::{
     CircuitBreakerPolicy, CircuitState, OpenAiProvider, ProviderExt, RetryPolicy, StructuredOutput,
 };
@@ -68,6 +70,23 @@ fn finish(reason: &str) -> Value {
 fn usage(p: u64, c: u64) -> Value {
     json!({"id": "c", "object": "chat.completion.chunk", "choices": [],
            "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}})
+}
+
+/// Serves `body` as the event stream of every chat request and collects what the provider
+/// makes of it.
+async fn stream_from(body: String) -> Vec<Result<ChatChunk, LlmError>> {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .mount(&server)
+        .await;
+    provider(&server.uri())
+        .complete_stream(hello())
+        .await
+        .unwrap()
+        .collect()
+        .await
 }
 
 #[tokio::test]
@@ -259,7 +278,6 @@ async fn tool_calls_are_offered_and_returned() {
 
 #[tokio::test]
 async fn streamed_tool_call_fragments_arrive_whole() {
-    let server = MockServer::start().await;
     let frame = |v: Value| json!({"choices": [{"index": 0, "delta": v, "finish_reason": null}]});
     let body = sse(
         &[
@@ -274,16 +292,7 @@ async fn streamed_tool_call_fragments_arrive_whole() {
         ],
         true,
     );
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
-    let chunks: Vec<_> = provider(&server.uri())
-        .complete_stream(hello())
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let chunks = stream_from(body).await;
     let last = chunks.last().unwrap().as_ref().unwrap();
     assert_eq!(last.finish_reason, Some(FinishReason::ToolCalls));
     assert_eq!(last.tool_calls.len(), 1);
@@ -500,20 +509,7 @@ async fn a_stream_cut_mid_answer_is_a_truncation_error() {
     assert!(!err.is_transient());
 
     // The body ends cleanly but without a finish reason or [DONE]: also truncated.
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw(sse(&[delta("half")], false), "text/event-stream"),
-        )
-        .mount(&server)
-        .await;
-    let chunks: Vec<_> = provider(&server.uri())
-        .complete_stream(hello())
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let chunks = stream_from(sse(&[delta("half")], false)).await;
     let err = chunks.last().unwrap().as_ref().unwrap_err();
     assert!(
         matches!(err, LlmError::InvalidResponse { message, .. } if message.contains("truncated")),
@@ -566,40 +562,20 @@ async fn malformed_json_is_an_invalid_response_with_the_raw_text() {
         "{err:?}"
     );
 
-    let server = MockServer::start().await;
     let body = format!("data: {}\n\ndata: {{not json\n\n", delta("a"));
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
-    let chunks: Vec<_> = provider(&server.uri())
-        .complete_stream(hello())
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let chunks = stream_from(body).await;
     assert_eq!(chunks.len(), 2);
     assert!(matches!(&chunks[1], Err(LlmError::InvalidResponse { raw, .. }) if raw == "{not json"));
 }
 
 #[tokio::test]
 async fn an_error_event_inside_a_stream_is_reported() {
-    let server = MockServer::start().await;
     let body = format!(
         "data: {}\n\ndata: {}\n\n",
         delta("a"),
         json!({"error": {"message": "model overloaded", "code": 503}})
     );
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
-        .mount(&server)
-        .await;
-    let chunks: Vec<_> = provider(&server.uri())
-        .complete_stream(hello())
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let chunks = stream_from(body).await;
     assert!(
         matches!(&chunks[1], Err(LlmError::Server { status: 503, message }) if message == "model overloaded"),
         "{chunks:?}"
