@@ -182,6 +182,15 @@ pub enum StoreError {
     /// The input was rejected (empty title, bad lease…).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The database file is damaged or not a database of this kind.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer version of the code (or an unknown one).
+    #[error("incompatible store schema: {0}")]
+    IncompatibleSchema(String),
+    /// The database cannot be written (a read-only file, directory or file system).
+    #[error("store is read-only: {0}")]
+    ReadOnly(String),
     /// The backend is temporarily unavailable (busy, connection lost).
     #[error("store unavailable: {0}")]
     Unavailable(String),

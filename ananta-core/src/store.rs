@@ -120,6 +120,26 @@ pub trait TaskStore: Send + Sync {
     /// is assigned to `agent`, and gets a new fencing token. `None` when nothing is claimable.
     async fn claim(&self, agent: AgentId, lease: Duration) -> Result<Option<Claim>, StoreError>;
 
+    /// Claims up to `max` tasks for `agent` at once, in the order [`claim`](Self::claim) would
+    /// hand them out, each with its own fencing token and a lease of `lease`. Fewer (or none)
+    /// when fewer are claimable. The default calls `claim` repeatedly; backends override it to
+    /// claim in one round trip.
+    async fn claim_many(
+        &self,
+        agent: AgentId,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let mut claims = Vec::new();
+        while claims.len() < max {
+            match self.claim(agent.clone(), lease).await? {
+                Some(claim) => claims.push(claim),
+                None => break,
+            }
+        }
+        Ok(claims)
+    }
+
     /// Extends a claim's lease to `lease` from now.
     async fn renew(&self, claim: Claim, lease: Duration) -> Result<Claim, StoreError>;
 

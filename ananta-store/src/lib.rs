@@ -36,8 +36,13 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod memory;
+mod rules;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 #[cfg(test)]
 mod tests;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};

@@ -8,10 +8,12 @@ use ananta_core::error::StoreError;
 use ananta_core::ids::{AgentId, TaskId, TemplateId};
 use ananta_core::log::{LogEntry, LogQuery};
 use ananta_core::store::{Claim, TaskStore, validate_lease};
-use ananta_core::task::{Lease, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
+use ananta_core::task::{StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
 use ananta_core::template::{Template, TemplateUpdate};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
+
+use crate::rules;
 
 /// A [`TaskStore`] held in memory: fast, shared between clones, gone when the process ends.
 ///
@@ -52,43 +54,10 @@ impl MemoryStore {
     }
 }
 
-fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> Result<DateTime<Utc>, StoreError> {
-    now.checked_add_signed(lease)
-        .ok_or_else(|| StoreError::InvalidInput(format!("lease of {lease} ends out of range")))
-}
-
-/// Whether `agent` may claim `task` at `now` (see the rules of [`TaskStore`]).
-fn is_claimable(task: &Task, agent: &AgentId, now: DateTime<Utc>) -> bool {
-    let lease_live = task.lease.as_ref().is_some_and(|l| l.expires_at > now);
-    match task.status {
-        TaskStatus::Todo => !lease_live && task.assigned_agent.as_ref().is_none_or(|a| a == agent),
-        TaskStatus::InProgress | TaskStatus::Proposing => task.lease.is_some() && !lease_live,
-        _ => false,
-    }
-}
-
-/// Whether `claim` is the current claim on `task`: its token is the task's current one and it
-/// belongs to the lease holder. An expired lease that nobody took over is still current.
-fn check_fence(task: &Task, claim: &Claim) -> Result<(), StoreError> {
-    match &task.lease {
-        Some(lease) if lease.token == claim.token && lease.agent == claim.agent => Ok(()),
-        _ => Err(StoreError::StaleClaim {
-            task: claim.task_id,
-            token: claim.token,
-        }),
-    }
-}
-
-/// Bumps the version and the change time of a task that was just changed.
-fn touch(task: &mut Task, now: DateTime<Utc>) {
-    task.version += 1;
-    task.updated_at = now;
-}
-
 #[async_trait]
 impl TaskStore for MemoryStore {
-    async fn create_task(&self, mut task: Task) -> Result<Task, StoreError> {
-        task.validate().map_err(StoreError::InvalidInput)?;
+    async fn create_task(&self, task: Task) -> Result<Task, StoreError> {
+        let task = rules::new_task(task)?;
         let mut state = self.lock();
         if state.tasks.contains_key(&task.id) {
             return Err(StoreError::AlreadyExists(format!("task {}", task.id)));
@@ -98,7 +67,6 @@ impl TaskStore for MemoryStore {
         {
             return Err(StoreError::TemplateNotFound(template));
         }
-        task.version = 1;
         state.tasks.insert(task.id, task.clone());
         tracing::debug!(task = %task.id, "task created");
         Ok(task)
@@ -131,23 +99,13 @@ impl TaskStore for MemoryStore {
     ) -> Result<Task, StoreError> {
         let mut state = self.lock();
         let current = state.tasks.get(&id).ok_or(StoreError::TaskNotFound(id))?;
-        if let Some(expected) = expected_version
-            && expected != current.version
-        {
-            return Err(StoreError::VersionConflict {
-                id,
-                expected,
-                actual: current.version,
-            });
-        }
         if let Some(Some(template)) = update.template_id
             && !state.templates.contains_key(&template)
         {
             return Err(StoreError::TemplateNotFound(template));
         }
         let mut next = current.clone();
-        update.apply(&mut next)?;
-        touch(&mut next, Utc::now());
+        rules::update(&mut next, update, expected_version, Utc::now())?;
         state.tasks.insert(id, next.clone());
         Ok(next)
     }
@@ -159,19 +117,16 @@ impl TaskStore for MemoryStore {
         }
     }
 
-    async fn append_step(&self, id: TaskId, mut step: StepRecord) -> Result<Task, StoreError> {
+    async fn append_step(&self, id: TaskId, step: StepRecord) -> Result<Task, StoreError> {
         let mut state = self.lock();
         let task = state
             .tasks
             .get_mut(&id)
             .ok_or(StoreError::TaskNotFound(id))?;
-        step.index = task
-            .next_step_index()
-            .ok_or_else(|| StoreError::InvalidInput(format!("task {id} has too many steps")))?;
-        task.steps.push(step);
-        task.proposal = None;
-        touch(task, Utc::now());
-        Ok(task.clone())
+        let mut next = task.clone();
+        rules::append_step(&mut next, step, Utc::now())?;
+        *task = next.clone();
+        Ok(next)
     }
 
     async fn create_template(&self, template: Template) -> Result<Template, StoreError> {
@@ -272,39 +227,16 @@ impl TaskStore for MemoryStore {
         let lease = validate_lease(lease)?;
         let mut state = self.lock();
         let now = Utc::now();
-        let expires_at = lease_end(now, lease)?;
-        // Highest priority first; among equals the oldest, i.e. the smallest id.
+        let expires_at = rules::lease_end(now, lease)?;
         let Some(task) = state
             .tasks
             .values_mut()
-            .filter(|t| is_claimable(t, &agent, now))
-            .max_by(|a, b| a.priority.cmp(&b.priority).then_with(|| b.id.cmp(&a.id)))
+            .filter(|t| rules::is_claimable(t, &agent, now))
+            .min_by(|a, b| rules::claim_order(a, b))
         else {
             return Ok(None);
         };
-        let rescued = task.lease.as_ref().map(|l| l.agent.clone());
-        task.fence += 1;
-        task.lease = Some(Lease {
-            agent: agent.clone(),
-            token: task.fence,
-            expires_at,
-        });
-        task.status = TaskStatus::InProgress;
-        task.assigned_agent = Some(agent.clone());
-        touch(task, now);
-        tracing::debug!(
-            task = %task.id,
-            %agent,
-            token = task.fence,
-            rescued_from = ?rescued,
-            "task claimed"
-        );
-        Ok(Some(Claim {
-            task_id: task.id,
-            agent,
-            token: task.fence,
-            expires_at,
-        }))
+        Ok(Some(rules::claim(task, agent, expires_at, now)))
     }
 
     async fn renew(&self, claim: Claim, lease: Duration) -> Result<Claim, StoreError> {
@@ -314,20 +246,8 @@ impl TaskStore for MemoryStore {
             .tasks
             .get_mut(&claim.task_id)
             .ok_or(StoreError::TaskNotFound(claim.task_id))?;
-        check_fence(task, &claim)?;
-        let now = Utc::now();
-        let expires_at = lease_end(now, lease)?;
-        // A lease renewal is a heartbeat, not a change of the task: version and updated_at stay,
-        // so a caller holding the version across a long step is not fenced out by it.
-        task.lease = Some(Lease {
-            agent: claim.agent.clone(),
-            token: claim.token,
-            expires_at,
-        });
-        Ok(Claim {
-            expires_at,
-            ..claim
-        })
+        let expires_at = rules::lease_end(Utc::now(), lease)?;
+        rules::renew(task, claim, expires_at)
     }
 
     async fn release(&self, claim: Claim, status: TaskStatus) -> Result<Task, StoreError> {
@@ -336,20 +256,9 @@ impl TaskStore for MemoryStore {
             .tasks
             .get_mut(&claim.task_id)
             .ok_or(StoreError::TaskNotFound(claim.task_id))?;
-        check_fence(task, &claim)?;
-        if matches!(status, TaskStatus::InProgress | TaskStatus::Proposing) {
-            return Err(StoreError::InvalidInput(format!(
-                "release must end the work: {status} would leave the task active without a lease"
-            )));
-        }
-        task.status.check_transition(task.id, status)?;
-        task.status = status;
-        task.lease = None;
-        if status == TaskStatus::Todo {
-            task.assigned_agent = None;
-        }
-        touch(task, Utc::now());
-        tracing::debug!(task = %task.id, agent = %claim.agent, token = claim.token, %status, "claim released");
-        Ok(task.clone())
+        let mut next = task.clone();
+        rules::release(&mut next, &claim, status, Utc::now())?;
+        *task = next.clone();
+        Ok(next)
     }
 }

@@ -1,0 +1,43 @@
+//! Diesel's view of the SQLite schema (see `migrations/sqlite`).
+
+diesel::table! {
+    templates (id) {
+        id -> Text,
+        name -> Text,
+        created_at -> BigInt,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        status -> Text,
+        priority -> Integer,
+        assigned_agent -> Nullable<Text>,
+        template_id -> Nullable<Text>,
+        lease_agent -> Nullable<Text>,
+        lease_token -> Nullable<BigInt>,
+        lease_expires_at -> Nullable<BigInt>,
+        version -> BigInt,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    task_steps (task_id, idx) {
+        task_id -> Text,
+        idx -> Integer,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    logs (seq) {
+        seq -> BigInt,
+        task_id -> Nullable<Text>,
+        data -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(templates, tasks, task_steps, logs);

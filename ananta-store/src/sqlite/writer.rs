@@ -1,0 +1,108 @@
+//! The writer thread: owns the one writing connection and commits the writes waiting at each
+//! moment together (group commit).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use ananta_core::error::StoreError;
+use diesel::connection::Connection;
+use diesel::sqlite::SqliteConnection;
+use tokio::sync::oneshot;
+
+use super::{TxError, map_db};
+
+/// Tells a caller how its write ended, once the transaction holding it has committed (or not).
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// One write: runs in its own savepoint inside the batch's transaction.
+type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Finish + Send>;
+
+/// Handle to the writer thread; the thread stops when the last handle is dropped (after
+/// finishing what was queued).
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(crate) fn start(mut conn: SqliteConnection, max_batch: usize) -> Result<Self, StoreError> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("ananta-sqlite-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < max_batch {
+                        match rx.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    if !run_batch(&mut conn, batch) {
+                        // After a panic the connection's transaction state cannot be trusted:
+                        // stop, so every later write fails with `Unavailable` instead.
+                        tracing::error!("the store's writer stopped after a panic");
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` in the next batch and returns its result once the batch has committed.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn: &mut SqliteConnection| {
+            // A savepoint: a failing write is undone alone, the batch goes on.
+            let result = conn
+                .transaction(|c| f(c).map_err(TxError::Store))
+                .map_err(TxError::into_store);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            }) as Finish
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        rx.await.map_err(|_| {
+            StoreError::Unavailable("the store's writer stopped before answering".into())
+        })?
+    }
+}
+
+/// Runs one batch in one transaction; false when a write panicked (the batch is rolled back).
+fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) -> bool {
+    let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
+    let mut panicked = false;
+    let outcome = conn.immediate_transaction::<_, diesel::result::Error, _>(|c| {
+        for job in batch {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| job(c))) {
+                Ok(finish) => finishers.push(finish),
+                Err(_) => {
+                    // Its answer channel is dropped: its caller gets `Unavailable`.
+                    panicked = true;
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+            }
+        }
+        Ok(())
+    });
+    let commit = match (outcome, panicked) {
+        (_, true) => Err(StoreError::Unavailable(
+            "a write in the same batch panicked; the batch was rolled back".into(),
+        )),
+        (Ok(()), false) => Ok(()),
+        (Err(e), false) => {
+            let e = map_db(e);
+            tracing::error!(error = %e, writes = finishers.len(), "committing a batch of writes failed");
+            Err(e)
+        }
+    };
+    for finish in finishers {
+        finish(commit.clone());
+    }
+    !panicked
+}

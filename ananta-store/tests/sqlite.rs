@@ -1,0 +1,191 @@
+//! `SqliteStore`: the conformance suite, durability across reopen, group commit under
+//! concurrency, and clear errors for bad files and locations.
+#![cfg(all(feature = "sqlite", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ananta_core::error::StoreError;
+use ananta_core::ids::AgentId;
+use ananta_core::store::TaskStore;
+use ananta_core::task::{NewTask, TaskStatus};
+use ananta_store::conformance;
+use ananta_store::{Durability, SqliteOptions, SqliteStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_conformance() {
+    conformance::run_all(|| async { SqliteStore::temporary().await.unwrap() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_conformance_with_full_durability() {
+    conformance::run_all(|| async {
+        SqliteStore::temporary_with(SqliteOptions::default().durability(Durability::Full))
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_are_exclusive() {
+    for _ in 0..3 {
+        conformance::concurrent_claims(Arc::new(SqliteStore::temporary().await.unwrap())).await;
+    }
+}
+
+#[tokio::test]
+async fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let task = store
+        .create_task(
+            NewTask::new("durable")
+                .status(TaskStatus::Todo)
+                .into_task()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let claim = store
+        .claim(AgentId::new("w1").unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store.release(claim, TaskStatus::Done).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    let back = store.get_task(task.id).await.unwrap();
+    assert_eq!(back.status, TaskStatus::Done);
+    assert_eq!(back.fence, 1);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    std::fs::write(&path, vec![0x5a_u8; 64 * 1024]).unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
+async fn a_database_with_a_damaged_page_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    for i in 0..200 {
+        store
+            .create_task(
+                NewTask::new(format!("task {i}"))
+                    .description("x".repeat(500))
+                    .into_task()
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    drop(store);
+    // Let the writer thread close its connection (which checkpoints the WAL into the file).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 8 * 4096, "{} bytes", bytes.len());
+    // Overwrite the middle of the file (table and index pages), keep the header.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid - 8192..mid + 8192] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    let _ = std::fs::remove_file(path.with_extension("db-shm"));
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_read_only_location_is_refused_clearly() {
+    // /proc does not take new files, even for root.
+    let err = SqliteStore::open("/proc/ananta-test.db").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::ReadOnly(_) | StoreError::InvalidInput(_)),
+        "{err:?}"
+    );
+    let err = SqliteStore::open("/nonexistent-dir/x/board.db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidInput(ref m) if m.contains("does not exist")),
+        "{err:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteStore::open(dir.path()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidInput(ref m) if m.contains("directory")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Record a migration this code does not know, as a newer version would have.
+    {
+        use diesel::prelude::*;
+        let mut conn = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        diesel::sql_query(
+            "INSERT INTO __diesel_schema_migrations (version) VALUES ('29991231000000')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::IncompatibleSchema(ref m) if m.contains("newer")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn migrations_off_needs_a_migrated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    let err = SqliteStore::open_with(&path, SqliteOptions::default().run_migrations(false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IncompatibleSchema(ref m) if m.contains("pending")),
+        "{err:?}"
+    );
+    drop(SqliteStore::open(&path).await.unwrap());
+    SqliteStore::open_with(&path, SqliteOptions::default().run_migrations(false))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_merges_concurrent_writes() {
+    let store = SqliteStore::temporary_with(SqliteOptions::default().durability(Durability::Full))
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .create_task(NewTask::new(format!("t{i}")).into_task().unwrap())
+                .await
+                .unwrap()
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let all = store.list_tasks(Default::default()).await.unwrap();
+    assert_eq!(all.len(), 200);
+}
