@@ -91,6 +91,8 @@ cases!(
     log_order_and_filters,
     log_paging,
     claim_order,
+    claim_many_in_order,
+    concurrent_claim_many,
     claim_assigns_and_starts,
     claim_nothing_claimable,
     claim_respects_assignment,
@@ -1466,6 +1468,109 @@ pub async fn log_paging(store: DynStore) {
 // ---------------------------------------------------------------------------------------------
 // Claims
 // ---------------------------------------------------------------------------------------------
+
+/// `claim_many` hands out up to `max` tasks in claim order, each with its own token; fewer when
+/// fewer are claimable; none for `max` 0.
+pub async fn claim_many_in_order(store: DynStore) {
+    let s = &*store;
+    let with = |title: &str, p: Priority| NewTask::new(title).status(TaskStatus::Todo).priority(p);
+    let low = create(s, with("low", Priority::Low)).await;
+    let normal = create(s, with("normal", Priority::Normal)).await;
+    let high = create(s, with("high", Priority::High)).await;
+    let critical = create(s, with("critical", Priority::Critical)).await;
+    let alice = agent("alice");
+    assert!(
+        ok(
+            s.claim_many(alice.clone(), LONG_LEASE, 0).await,
+            "claim_many 0"
+        )
+        .is_empty(),
+        "claim_many with max 0 claims nothing"
+    );
+    let first = ok(
+        s.claim_many(alice.clone(), LONG_LEASE, 3).await,
+        "claim_many 3",
+    );
+    let ids: Vec<TaskId> = first.iter().map(|c| c.task_id).collect();
+    assert_eq!(
+        ids,
+        vec![critical.id, high.id, normal.id],
+        "claim order of a batch"
+    );
+    for c in &first {
+        assert_eq!(c.agent, alice, "batch claim agent");
+        let t = get(s, c.task_id).await;
+        assert_eq!(
+            t.status,
+            TaskStatus::InProgress,
+            "batch-claimed task is in progress"
+        );
+        assert_eq!(
+            t.lease.as_ref().map(|l| l.token),
+            Some(c.token),
+            "batch claim token is the lease's"
+        );
+    }
+    let rest = ok(
+        s.claim_many(alice.clone(), LONG_LEASE, 10).await,
+        "claim_many 10",
+    );
+    assert_eq!(
+        rest.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        vec![low.id],
+        "the rest"
+    );
+    assert!(
+        ok(
+            s.claim_many(alice, LONG_LEASE, 10).await,
+            "claim_many, nothing left"
+        )
+        .is_empty(),
+        "nothing left to claim"
+    );
+    let err = err(
+        s.claim_many(agent("bob"), Duration::ZERO, 2).await,
+        "claim_many zero lease",
+    );
+    assert_invalid_input(err, "claim_many with a zero lease");
+}
+
+/// Concurrent `claim_many` callers never get the same task; together they get every task.
+pub async fn concurrent_claim_many(store: DynStore) {
+    let s = &*store;
+    let mut all = Vec::new();
+    for i in 0..40 {
+        all.push(todo(s, &format!("t{i}")).await.id);
+    }
+    let mut handles = Vec::new();
+    for a in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let who = agent(&format!("agent-{a}"));
+            let mut got = Vec::new();
+            loop {
+                match store.claim_many(who.clone(), LONG_LEASE, 3).await {
+                    Ok(batch) if batch.is_empty() => return got,
+                    Ok(batch) => got.extend(batch.into_iter().map(|c| c.task_id)),
+                    Err(e) if e.is_transient() => {
+                        tokio::time::sleep(Duration::from_millis(2)).await
+                    }
+                    Err(e) => panic!("claim_many failed: {e:?}"),
+                }
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for h in handles {
+        claimed.extend(ok(h.await, "claim_many task"));
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "a task was claimed twice");
+    all.sort();
+    assert_eq!(claimed, all, "every task claimed exactly once");
+}
 
 /// Claims take higher priority first, then the oldest task; non-`todo` tasks are skipped.
 pub async fn claim_order(store: DynStore) {
