@@ -19,13 +19,28 @@ type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Finish + Send>;
 /// Handle to the writer thread; the thread stops when the last handle is dropped (after
 /// finishing what was queued).
 pub(crate) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    /// Closes the queue and waits for the thread to finish the queued writes and close its
+    /// connection, so the file is released when the store is dropped (a reopen right after
+    /// does not find it locked).
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the store's writer thread panicked");
+        }
+    }
 }
 
 impl Writer {
     pub(crate) fn start(mut conn: SqliteConnection, max_batch: usize) -> Result<Self, StoreError> {
         let (jobs, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ananta-sqlite-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
@@ -45,7 +60,10 @@ impl Writer {
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `f` in the next batch and returns its result once the batch has committed.
@@ -65,6 +83,8 @@ impl Writer {
             }) as Finish
         });
         self.jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store is closing".into()))?
             .send(job)
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
         rx.await.map_err(|_| {
