@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use ananta_core::TaskStore;
 use ananta_core::{
     AgentId, EventKind, Executor, Hub, LlmProvider, LogQuery, NewTask, NewTemplate, Proposed,
     RunLimits, StopReason, Worker,
@@ -20,7 +21,7 @@ use ananta_core::{
 use ananta_examples::DemoGuard;
 use ananta_exec::ShellExecutor;
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
-use ananta_store::MemoryStore;
+use ananta_store::SqliteStore;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -63,7 +64,12 @@ async fn main() -> anyhow::Result<()> {
         ),
     };
 
-    let hub = Hub::builder().store(Arc::new(MemoryStore::new())).build()?;
+    // The board lives in a SQLite file under the working directory: run the quickstart twice
+    // and the second run shows the first run's tasks.
+    std::fs::create_dir_all(".ananta")?;
+    let store = SqliteStore::open(".ananta/quickstart.db").await?;
+    let earlier = store.list_tasks(Default::default()).await?;
+    let hub = Hub::builder().store(Arc::new(store)).build()?;
     let worker = Worker::builder(AgentId::new("worker-1")?)
         .llm(llm)
         .executor(executor)
@@ -81,17 +87,36 @@ async fn main() -> anyhow::Result<()> {
         "  executor:  ShellExecutor in {}",
         workspace.path().display()
     );
+    println!("  store:     SqliteStore in .ananta/quickstart.db");
+    if earlier.is_empty() {
+        println!("  (an empty board: this is the first run here)");
+    } else {
+        println!("  tasks from earlier runs ({}):", earlier.len());
+        for t in earlier.iter().rev().take(5) {
+            println!("    {} {:<11} {}", t.id, t.status.to_string(), t.title);
+        }
+    }
     println!();
 
     // Every step is published as an event; we print them after the run.
     let mut events = hub.subscribe();
 
-    let template = hub
-        .create_template(NewTemplate::new(
-            "notes",
-            "{{title}}\n\nDetails: {{description}}\nWork in the current directory.",
-        ))
-        .await?;
+    // Templates have unique names, and the board keeps them between runs.
+    let template = match hub
+        .list_templates()
+        .await?
+        .into_iter()
+        .find(|t| t.name == "notes")
+    {
+        Some(existing) => existing,
+        None => {
+            hub.create_template(NewTemplate::new(
+                "notes",
+                "{{title}}\n\nDetails: {{description}}\nWork in the current directory.",
+            ))
+            .await?
+        }
+    };
     let task = hub
         .create_task(
             NewTask::new("Write a first note")

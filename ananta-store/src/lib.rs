@@ -2,7 +2,9 @@
 //! Hub's durable storage for tasks, templates, step history, logs, and claims with leases.
 //!
 //! - [`MemoryStore`]: everything in process memory, for tests, demos and single-process use.
-//! - SQLite and PostgreSQL backends are planned, behind features of this crate.
+//! - `SqliteStore` (feature `sqlite`, on by default): one durable SQLite file, embedded (SQLite
+//!   is compiled in), with group commit and a choice of durability (`Durability::Normal`
+//!   survives a process crash, `Durability::Full` also a power loss).
 //!
 //! ```
 //! use ananta_core::store::TaskStore;

@@ -22,8 +22,10 @@ CREATE TABLE tasks (
     data TEXT NOT NULL
 );
 
--- The claim query: claimable statuses, highest priority first, oldest (smallest id) first.
+-- The claim queries: `todo` tasks in claim order (highest priority, then oldest = smallest id),
+-- and leases that may have expired (only rows holding a lease are in that index).
 CREATE INDEX tasks_claim ON tasks (status, priority DESC, id);
+CREATE INDEX tasks_lease ON tasks (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX tasks_template ON tasks (template_id);
 CREATE INDEX tasks_agent ON tasks (assigned_agent);
 
