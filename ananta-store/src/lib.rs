@@ -2,7 +2,10 @@
 //! Hub's durable storage for tasks, templates, step history, logs, and claims with leases.
 //!
 //! - [`MemoryStore`]: everything in process memory, for tests, demos and single-process use.
-//! - SQLite and PostgreSQL backends are planned, behind features of this crate.
+//! - [`SqliteStore`] (feature `sqlite`, on by default): a durable store in one SQLite file.
+//! - [`PostgresStore`] (feature `postgres`): a store on a PostgreSQL server that several hubs
+//!   share, with lock-free batch claims (`FOR UPDATE SKIP LOCKED`) and `LISTEN`/`NOTIFY`
+//!   wake-ups for idle claimers.
 //!
 //! ```
 //! use ananta_core::store::TaskStore;
@@ -36,6 +39,8 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -44,5 +49,7 @@ mod sqlite;
 mod tests;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{POSTGRES_MIGRATIONS, PostgresOptions, PostgresStore, WorkSignal};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
