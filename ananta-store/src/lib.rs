@@ -5,6 +5,9 @@
 //! - `SqliteStore` (feature `sqlite`, on by default): one durable SQLite file, embedded (SQLite
 //!   is compiled in), with group commit and a choice of durability (`Durability::Normal`
 //!   survives a process crash, `Durability::Full` also a power loss).
+//! - `PostgresStore` (feature `postgres`): a store on a PostgreSQL server that several hubs
+//!   share, with lock-free batch claims (`FOR UPDATE SKIP LOCKED`) and `LISTEN`/`NOTIFY`
+//!   wake-ups for idle claimers.
 //!
 //! ```
 //! use ananta_core::store::TaskStore;
@@ -38,6 +41,8 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -46,5 +51,7 @@ mod sqlite;
 mod tests;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{POSTGRES_MIGRATIONS, PostgresOptions, PostgresStore, WorkSignal};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
