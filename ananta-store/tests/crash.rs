@@ -1,8 +1,10 @@
-//! Crash safety of `SqliteStore`: a child process creates and completes tasks and prints an
-//! acknowledgement after each committed write; the parent kills it with SIGKILL at a random
+//! Crash safety of the durable stores: a child process creates and completes tasks and prints
+//! an acknowledgement after each committed write; the parent kills it with SIGKILL at a random
 //! moment, reopens the store and checks that every acknowledged write is there and the
-//! database is intact. 20 rounds on one file. (A test without the libtest harness: the same
-//! binary is the parent, and the child when `ANANTA_CRASH_CHILD_DB` is set.)
+//! database is consistent. 20 rounds per backend: SQLite (one file), and PostgreSQL (a database
+//! of its own on the server in `ANANTA_PG_URL`; `NOT RUN` without it unless
+//! `ANANTA_REQUIRE_PG=1`). A test without the libtest harness: the same binary is the parent,
+//! and the child when `ANANTA_CRASH_CHILD` is set.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,32 +12,62 @@
     clippy::print_stderr
 )]
 
-#[cfg(feature = "sqlite")]
+#[cfg(all(feature = "postgres", feature = "testing"))]
+mod pg_support;
+
+use std::sync::Arc;
+
+use ananta_core::store::TaskStore;
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    match std::env::var("ANANTA_CRASH_CHILD_DB") {
-        Ok(path) => runtime.block_on(child(path)),
-        Err(_) => runtime.block_on(parent()),
+    match std::env::var("ANANTA_CRASH_CHILD") {
+        Ok(target) => runtime.block_on(child(target)),
+        Err(_) => runtime.block_on(async {
+            #[cfg(feature = "sqlite")]
+            {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("crash.db");
+                parent("sqlite", format!("sqlite:{}", path.display())).await;
+            }
+            #[cfg(all(feature = "postgres", feature = "testing"))]
+            if let Some(admin) = pg_support::server("crash test (postgres)") {
+                let db = pg_support::TestDb::create(&admin).await;
+                parent("postgres", format!("postgres:{}", db.url)).await;
+            }
+        }),
     }
 }
 
-#[cfg(not(feature = "sqlite"))]
-fn main() {}
+/// Opens the store a target names: `sqlite:<path>` or `postgres:<url>`.
+async fn open(target: &str) -> Arc<dyn TaskStore> {
+    if let Some(path) = target.strip_prefix("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        return Arc::new(ananta_store::SqliteStore::open(path).await.unwrap());
+        #[cfg(not(feature = "sqlite"))]
+        panic!("built without sqlite: {path}");
+    }
+    if let Some(url) = target.strip_prefix("postgres:") {
+        #[cfg(feature = "postgres")]
+        return Arc::new(ananta_store::PostgresStore::connect(url).await.unwrap());
+        #[cfg(not(feature = "postgres"))]
+        panic!("built without postgres: {url}");
+    }
+    panic!("unknown target {target}")
+}
 
-#[cfg(feature = "sqlite")]
-async fn child(path: String) {
+async fn child(target: String) {
     use std::io::Write;
     use std::time::Duration;
 
     use ananta_core::ids::AgentId;
-    use ananta_core::store::TaskStore;
     use ananta_core::task::{NewTask, TaskStatus};
 
-    let store = ananta_store::SqliteStore::open(&path).await.unwrap();
+    let store = open(&target).await;
     let me = AgentId::new(format!("child-{}", std::process::id())).unwrap();
     let mut out = std::io::stdout().lock();
     for i in 0.. {
@@ -63,20 +95,15 @@ async fn child(path: String) {
     }
 }
 
-#[cfg(feature = "sqlite")]
-async fn parent() {
+async fn parent(backend: &str, target: String) {
     use std::collections::BTreeSet;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     use ananta_core::ids::TaskId;
-    use ananta_core::store::TaskStore;
     use ananta_core::task::{TaskFilter, TaskStatus};
-    use diesel::prelude::*;
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crash.db");
     let exe = std::env::current_exe().unwrap();
     let mut seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
     let mut created_all = BTreeSet::new();
@@ -87,7 +114,7 @@ async fn parent() {
             .wrapping_add(1442695040888963407);
         let kill_after = Duration::from_millis(50 + (seed >> 33) % 400);
         let mut child = Command::new(&exe)
-            .env("ANANTA_CRASH_CHILD_DB", &path)
+            .env("ANANTA_CRASH_CHILD", &target)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -119,9 +146,7 @@ async fn parent() {
             }
         }
 
-        let store = ananta_store::SqliteStore::open(&path)
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL failed: {e}"));
+        let store = open(&target).await;
         for id in &created_all {
             let task = store
                 .get_task(*id)
@@ -154,24 +179,12 @@ async fn parent() {
             "round {round}: list lost tasks"
         );
         drop(store);
-        let mut conn = diesel::sqlite::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-        diesel::sql_query("PRAGMA busy_timeout = 5000")
-            .execute(&mut conn)
-            .unwrap();
-        #[derive(QueryableByName)]
-        struct Check {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            integrity_check: String,
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = target.strip_prefix("sqlite:") {
+            sqlite_integrity(path, round);
         }
-        let check: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
-            .load(&mut conn)
-            .unwrap();
-        assert_eq!(
-            check[0].integrity_check, "ok",
-            "round {round}: integrity check"
-        );
         println!(
-            "round {round:2}: killed after {kill_after:?}; {created} created and {done} completed acknowledged this round; all {} + {} present",
+            "{backend} round {round:2}: killed after {kill_after:?}; {created} created and {done} completed acknowledged this round; all {} + {} present",
             created_all.len(),
             done_all.len()
         );
@@ -180,5 +193,26 @@ async fn parent() {
         created_all.len() > 20,
         "the child made progress: {} tasks",
         created_all.len()
+    );
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_integrity(path: &str, round: u32) {
+    use diesel::prelude::*;
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let mut conn = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+    diesel::sql_query("PRAGMA busy_timeout = 5000")
+        .execute(&mut conn)
+        .unwrap();
+    let check: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(
+        check[0].integrity_check, "ok",
+        "round {round}: integrity check"
     );
 }
