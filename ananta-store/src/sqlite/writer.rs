@@ -43,7 +43,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("ananta-sqlite-writer".into())
             .spawn(move || {
-                while let Ok(first) = rx.recv() {
+                while let Some(first) = next_job(&rx) {
                     let mut batch = vec![first];
                     while batch.len() < max_batch {
                         match rx.try_recv() {
@@ -90,6 +90,25 @@ impl Writer {
         rx.await.map_err(|_| {
             StoreError::Unavailable("the store's writer stopped before answering".into())
         })?
+    }
+}
+
+/// How long the writer keeps looking for the next write before it sleeps: waking a sleeping
+/// thread costs far more than a write (tens to hundreds of µs on virtual machines), and a busy
+/// Hub sends its next write within this window.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// The next write: taken at once when one is waiting, else looked for during [`SPIN`], else
+/// waited for. `None` when every handle is gone.
+fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
+    let started = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < SPIN => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Empty) => return rx.recv().ok(),
+        }
     }
 }
 
