@@ -64,12 +64,28 @@ async fn main() -> anyhow::Result<()> {
         ),
     };
 
-    // The board lives in a SQLite file under the working directory: run the quickstart twice
-    // and the second run shows the first run's tasks.
-    std::fs::create_dir_all(".ananta")?;
-    let store = SqliteStore::open(".ananta/quickstart.db").await?;
+    // The board lives in a SQLite file under the working directory (run the quickstart twice
+    // and the second run shows the first run's tasks), or where DATABASE_URL points, e.g.
+    // postgres://user@host/db.
+    let (store, store_label): (Arc<dyn TaskStore>, String) = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let store = ananta_store::open_url(&url).await?;
+            let shown = url
+                .rsplit_once('@')
+                .map_or(url.clone(), |(_, host)| format!("…@{host}"));
+            (store, format!("{shown} (DATABASE_URL)"))
+        }
+        _ => {
+            std::fs::create_dir_all(".ananta")?;
+            let store = SqliteStore::open(".ananta/quickstart.db").await?;
+            (
+                Arc::new(store),
+                "SqliteStore in .ananta/quickstart.db".to_string(),
+            )
+        }
+    };
     let earlier = store.list_tasks(Default::default()).await?;
-    let hub = Hub::builder().store(Arc::new(store)).build()?;
+    let hub = Hub::builder().store(store).build()?;
     let worker = Worker::builder(AgentId::new("worker-1")?)
         .llm(llm)
         .executor(executor)
@@ -87,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         "  executor:  ShellExecutor in {}",
         workspace.path().display()
     );
-    println!("  store:     SqliteStore in .ananta/quickstart.db");
+    println!("  store:     {store_label}");
     if earlier.is_empty() {
         println!("  (an empty board: this is the first run here)");
     } else {

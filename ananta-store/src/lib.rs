@@ -46,6 +46,7 @@ mod postgres;
 mod rules;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod url;
 
 #[cfg(test)]
 mod tests;
@@ -55,3 +56,4 @@ pub use memory::MemoryStore;
 pub use postgres::{POSTGRES_MIGRATIONS, PostgresOptions, PostgresStore, WorkSignal};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
+pub use url::open_url;

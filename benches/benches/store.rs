@@ -8,14 +8,20 @@
 //!   group commit merges the waiting writes into few transactions.
 //! - `*/raw_insert`: one-row `INSERT` transactions on a plain connection with the same pragmas.
 //!
+//! - `postgres/*` (when `ANANTA_PG_URL` names a server; a database of its own is created and
+//!   dropped): `claim` + `release` with 1, 8 and 32 concurrent claimers on one store, the same
+//!   with `claim_many(16)` and 32 claimers, the raw single-row insert rate, and the latency
+//!   from creating a task to its claim by an idle claimer woken by `LISTEN`/`NOTIFY` (p50/p99,
+//!   printed).
+//!
 //! Each iteration claims and completes one task; throughput is reported in tasks/s.
 //! `cargo bench -p ananta-benches --bench store`
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
 use ananta_core::{AgentId, NewTask, TaskStatus, TaskStore};
-use ananta_store::{Durability, SqliteOptions, SqliteStore};
+use ananta_store::{Durability, PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -131,5 +137,214 @@ fn sqlite(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, sqlite);
+async fn fill_pg(store: &PostgresStore, n: u64) {
+    let mut handles = Vec::new();
+    for chunk in 0..16 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for i in 0..n.div_ceil(16) {
+                let task = NewTask::new(format!("bench {chunk}-{i}"))
+                    .status(TaskStatus::Todo)
+                    .into_task()
+                    .unwrap();
+                store.create_task(task).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+/// `claimers` concurrent loops of claim (or `claim_many(batch)`) + release until none is left.
+async fn drain_pg(store: &PostgresStore, claimers: usize, batch: usize) -> Duration {
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..claimers {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            let me = AgentId::new(format!("bench-{c}")).unwrap();
+            loop {
+                let claims = if batch > 1 {
+                    store.claim_many(me.clone(), LEASE, batch).await.unwrap()
+                } else {
+                    store
+                        .claim(me.clone(), LEASE)
+                        .await
+                        .unwrap()
+                        .into_iter()
+                        .collect()
+                };
+                if claims.is_empty() {
+                    return;
+                }
+                for claim in claims {
+                    store.release(claim, TaskStatus::Done).await.unwrap();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// A database of its own on the bench server, dropped at the end.
+struct BenchDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDb {
+    async fn create(admin: &str) -> Self {
+        use diesel_async::{AsyncConnection, AsyncPgConnection};
+        let name = format!("ananta_bench_{:016x}", fastrand::u64(..));
+        let mut conn = AsyncPgConnection::establish(admin).await.unwrap();
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query(format!("CREATE DATABASE {name}")),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        Self {
+            admin: admin.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    async fn drop_now(self) {
+        use diesel_async::{AsyncConnection, AsyncPgConnection};
+        let mut conn = AsyncPgConnection::establish(&self.admin).await.unwrap();
+        diesel_async::RunQueryDsl::execute(
+            diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn postgres(c: &mut Criterion) {
+    let Some(admin) = std::env::var("ANANTA_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("postgres benches not run: ANANTA_PG_URL is not set");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt.block_on(BenchDb::create(&admin));
+    let store = rt
+        .block_on(PostgresStore::connect_with(
+            &db.url,
+            PostgresOptions::default().pool_size(32),
+        ))
+        .unwrap();
+    let mut group = c.benchmark_group("postgres");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(1));
+    for (name, claimers, batch) in [
+        ("unbatched/1", 1, 1),
+        ("unbatched/8", 8, 1),
+        ("unbatched/32", 32, 1),
+        ("batched/32", 32, 16),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let store = store.clone();
+                async move {
+                    fill_pg(&store, iters).await;
+                    drain_pg(&store, claimers, batch).await
+                }
+            })
+        });
+    }
+    group.bench_function("raw_insert", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let url = db.url.clone();
+            async move {
+                use diesel_async::{AsyncConnection, AsyncPgConnection};
+                let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+                diesel_async::RunQueryDsl::execute(diesel::sql_query(
+                    "CREATE TABLE IF NOT EXISTS raw (id BIGSERIAL PRIMARY KEY, data TEXT NOT NULL)",
+                ), &mut conn).await
+                .unwrap();
+                let started = Instant::now();
+                for i in 0..iters {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::sql_query(format!("INSERT INTO raw (data) VALUES ('row {i}')")),
+                        &mut conn,
+                    )
+                    .await
+                    .unwrap();
+                }
+                started.elapsed()
+            }
+        })
+    });
+    group.finish();
+
+    // Enqueue-to-claim latency with an idle claimer woken by LISTEN/NOTIFY: the producer
+    // notes when it created each task, the claimer when it got it.
+    let mut latencies = rt.block_on(async {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        const N: usize = 300;
+        let created: Arc<Mutex<HashMap<ananta_core::TaskId, Instant>>> = Arc::default();
+        let claimer = store.clone();
+        let mut signal = claimer.work_signal().await.unwrap();
+        let seen_created = created.clone();
+        let waiter = tokio::spawn(async move {
+            let me = AgentId::new("latency").unwrap();
+            let mut latencies = Vec::new();
+            while latencies.len() < N {
+                signal.wait(Duration::from_secs(5)).await;
+                for claim in claimer.claim_many(me.clone(), LEASE, 16).await.unwrap() {
+                    let now = Instant::now();
+                    let at = seen_created.lock().unwrap().get(&claim.task_id).copied();
+                    if let Some(at) = at {
+                        latencies.push(now - at);
+                    }
+                    claimer.release(claim, TaskStatus::Done).await.unwrap();
+                }
+            }
+            latencies
+        });
+        for i in 0..N {
+            let task = NewTask::new(format!("latency {i}"))
+                .status(TaskStatus::Todo)
+                .into_task()
+                .unwrap();
+            // Noted before the insert commits, so the latency includes the insert.
+            created.lock().unwrap().insert(task.id, Instant::now());
+            store.create_task(task).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        waiter.await.unwrap()
+    });
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    eprintln!(
+        "postgres enqueue-to-claim latency with LISTEN/NOTIFY wake-ups over {} tasks: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        pick(0.5),
+        pick(0.99),
+        latencies[latencies.len() - 1]
+    );
+    rt.block_on(async {
+        drop(store);
+        db.drop_now().await;
+    });
+}
+
+criterion_group!(benches, sqlite, postgres);
 criterion_main!(benches);
