@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use ananta_core::LlmError;
+use ananta_core::{LlmError, ProviderHealth};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -246,6 +246,26 @@ impl Transport {
         let started = Instant::now();
         let response = self.get(path).await?;
         self.read_json(response, started).await
+    }
+
+    /// A health check: GETs `path` and lists the models `models` reads from the answer. A
+    /// server that cannot be reached (or does not answer in time) is `Ok` and down; a server
+    /// that answers with an error is `Err`, as [`LlmProvider::health`] says.
+    ///
+    /// [`LlmProvider::health`]: ananta_core::LlmProvider::health
+    pub(crate) async fn health<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        models: impl FnOnce(T) -> Result<Vec<String>, LlmError>,
+    ) -> Result<ProviderHealth, LlmError> {
+        let started = Instant::now();
+        match self.get_json::<T>(path).await {
+            Ok(answer) => Ok(ProviderHealth::up(started.elapsed(), models(answer)?)),
+            Err(e @ (LlmError::Unreachable(_) | LlmError::Timeout(_))) => {
+                Ok(ProviderHealth::down(started.elapsed(), e.to_string()))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads a successful response's body as `T` within what is left of the request timeout.

@@ -2,7 +2,6 @@
 //! `/api/embed` and `/api/tags`.
 
 use std::pin::Pin;
-use std::time::Instant;
 
 use ananta_core::{
     ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmError,
@@ -304,14 +303,9 @@ impl LlmProvider for OllamaProvider {
     }
 
     async fn health(&self) -> Result<ProviderHealth, LlmError> {
-        let started = Instant::now();
-        match self.transport.get_json::<Value>("/api/tags").await {
-            Ok(value) => Ok(ProviderHealth::up(started.elapsed(), parse_tags(&value)?)),
-            Err(e @ (LlmError::Unreachable(_) | LlmError::Timeout(_))) => {
-                Ok(ProviderHealth::down(started.elapsed(), e.to_string()))
-            }
-            Err(e) => Err(e),
-        }
+        self.transport
+            .health("/api/tags", |value: Value| parse_tags(&value))
+            .await
     }
 }
 

@@ -356,17 +356,11 @@ impl LlmProvider for OpenAiProvider {
     }
 
     async fn health(&self) -> Result<ProviderHealth, LlmError> {
-        let started = Instant::now();
-        match self.transport.get_json::<ModelsAnswer>("/models").await {
-            Ok(models) => Ok(ProviderHealth::up(
-                started.elapsed(),
-                models.data.into_iter().map(|m| m.id).collect(),
-            )),
-            Err(e @ (LlmError::Unreachable(_) | LlmError::Timeout(_))) => {
-                Ok(ProviderHealth::down(started.elapsed(), e.to_string()))
-            }
-            Err(e) => Err(e),
-        }
+        self.transport
+            .health("/models", |models: ModelsAnswer| {
+                Ok(models.data.into_iter().map(|m| m.id).collect())
+            })
+            .await
     }
 }
 

@@ -44,6 +44,8 @@ mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rules;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod url;

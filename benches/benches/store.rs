@@ -28,12 +28,14 @@ use diesel::prelude::*;
 
 const LEASE: Duration = Duration::from_secs(600);
 
-async fn fill(store: &SqliteStore, n: u64) {
+/// Creates `n` claimable tasks (rounded up to a multiple of `writers`) with `writers`
+/// concurrent writers.
+async fn fill<S: TaskStore + Clone + 'static>(store: &S, n: u64, writers: u64) {
     let mut handles = Vec::new();
-    for chunk in 0..8 {
+    for chunk in 0..writers {
         let store = store.clone();
         handles.push(tokio::spawn(async move {
-            for i in 0..n.div_ceil(8) {
+            for i in 0..n.div_ceil(writers) {
                 let task = NewTask::new(format!("bench {chunk}-{i}"))
                     .status(TaskStatus::Todo)
                     .into_task()
@@ -101,7 +103,7 @@ fn sqlite(c: &mut Criterion) {
                     SqliteStore::temporary_with(SqliteOptions::default().durability(durability))
                         .await
                         .unwrap();
-                fill(&store, iters).await;
+                fill(&store, iters, 8).await;
                 unbatched(&store, iters).await
             })
         });
@@ -111,7 +113,7 @@ fn sqlite(c: &mut Criterion) {
                     SqliteStore::temporary_with(SqliteOptions::default().durability(durability))
                         .await
                         .unwrap();
-                fill(&store, iters).await;
+                fill(&store, iters, 8).await;
                 batched(&store).await
             })
         });
@@ -134,25 +136,6 @@ fn sqlite(c: &mut Criterion) {
             })
         });
         group.finish();
-    }
-}
-
-async fn fill_pg(store: &PostgresStore, n: u64) {
-    let mut handles = Vec::new();
-    for chunk in 0..16 {
-        let store = store.clone();
-        handles.push(tokio::spawn(async move {
-            for i in 0..n.div_ceil(16) {
-                let task = NewTask::new(format!("bench {chunk}-{i}"))
-                    .status(TaskStatus::Todo)
-                    .into_task()
-                    .unwrap();
-                store.create_task(task).await.unwrap();
-            }
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
     }
 }
 
@@ -262,7 +245,7 @@ fn postgres(c: &mut Criterion) {
             b.to_async(&rt).iter_custom(|iters| {
                 let store = store.clone();
                 async move {
-                    fill_pg(&store, iters).await;
+                    fill(&store, iters, 16).await;
                     drain_pg(&store, claimers, batch).await
                 }
             })

@@ -4,12 +4,9 @@
 use ananta_core::error::StoreError;
 use diesel::RunQueryDsl;
 use diesel::connection::Connection;
-use diesel::migration::MigrationSource;
-use diesel::pg::Pg;
 use diesel::sql_types::BigInt;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_migrations::MigrationHarness;
 
 use super::{POSTGRES_MIGRATIONS, TxError};
 
@@ -40,34 +37,5 @@ fn migrate_locked(conn: &mut Wrapper, target: &str, run: bool) -> Result<(), TxE
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK)
         .execute(conn)?;
-    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| {
-        TxError::Store(StoreError::Backend(format!("{target}: migrations: {e}")))
-    };
-    let known: Vec<String> = MigrationSource::<Pg>::migrations(&POSTGRES_MIGRATIONS)
-        .map_err(migration_error)?
-        .iter()
-        .map(|m| m.name().version().to_string())
-        .collect();
-    let applied: Vec<String> = conn
-        .applied_migrations()
-        .map_err(migration_error)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
-        return Err(TxError::Store(StoreError::IncompatibleSchema(format!(
-            "{target}: the database has schema version {unknown}, which this version of ananta-store does not know (it knows up to {}); it was written by newer code",
-            known.last().map(String::as_str).unwrap_or("none")
-        ))));
-    }
-    if run {
-        conn.run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map_err(migration_error)?;
-    } else if applied.len() < known.len() {
-        return Err(TxError::Store(StoreError::IncompatibleSchema(format!(
-            "{target}: {} migration(s) pending and automatic migration is off",
-            known.len() - applied.len()
-        ))));
-    }
-    Ok(())
+    crate::sql::migrate(conn, POSTGRES_MIGRATIONS, target, run).map_err(TxError::Store)
 }

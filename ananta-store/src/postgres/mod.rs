@@ -14,7 +14,7 @@ use ananta_core::store::{Claim, TaskStore, validate_lease};
 use ananta_core::task::{StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
 use ananta_core::template::{Template, TemplateUpdate};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text};
 use diesel_async::pooled_connection::{
@@ -29,6 +29,7 @@ use tokio::sync::{OnceCell, watch};
 pub use self::notify::WorkSignal;
 use self::schema::{task_steps, tasks, templates};
 use crate::rules;
+use crate::sql::{count_to_u64, i64_of, micros, parse_task_id};
 
 /// The PostgreSQL schema's migrations, for hosts that migrate their databases themselves
 /// (connect with [`PostgresOptions::run_migrations`] off, and run these with
@@ -505,10 +506,6 @@ fn is_transient(text: &str) -> bool {
 
 // ---- rows ----
 
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Backend(format!("encoding a row: {e}")))
 }
@@ -521,21 +518,8 @@ fn from_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| StoreError::Corrupt(format!("unreadable {what} row: {e}")))
 }
 
-fn count_to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn i64_of(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::InvalidInput(format!("{n} is out of range")))
-}
-
 fn limit_of(n: Option<usize>) -> Option<i64> {
     n.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-fn parse_task_id(id: &str) -> Result<TaskId, StoreError> {
-    id.parse()
-        .map_err(|e| StoreError::Corrupt(format!("task id {id:?} in the database: {e}")))
 }
 
 /// A task's steps as one JSON array, read in the same statement (and so the same snapshot)

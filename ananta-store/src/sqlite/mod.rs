@@ -19,11 +19,12 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 use self::schema::{logs, task_steps, tasks, templates};
 use self::writer::Writer;
 use crate::rules;
+use crate::sql::{count_to_u64, i64_of, micros, parse_task_id};
 
 /// The SQLite schema's migrations, for hosts that migrate their databases themselves (open
 /// with [`SqliteOptions::run_migrations`] off, and run these with `diesel_migrations`).
@@ -203,7 +204,12 @@ impl SqliteStore {
         ))
         .map_err(|e| db_error(&path, e))?;
         check_integrity(&path, &mut conn)?;
-        migrate(&path, &mut conn, options.run_migrations)?;
+        crate::sql::migrate(
+            &mut conn,
+            SQLITE_MIGRATIONS,
+            &path.display().to_string(),
+            options.run_migrations,
+        )?;
 
         let readers = Pool::builder()
             .max_size(options.readers.max(1))
@@ -338,44 +344,6 @@ fn check_integrity(path: &Path, conn: &mut SqliteConnection) -> Result<(), Store
     }
 }
 
-fn migrate(path: &Path, conn: &mut SqliteConnection, run: bool) -> Result<(), StoreError> {
-    let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| {
-        StoreError::Backend(format!("{}: migrations: {e}", path.display()))
-    };
-    let known: Vec<String> =
-        MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
-            .map_err(migration_error)?
-            .iter()
-            .map(|m| m.name().version().to_string())
-            .collect();
-    let applied: Vec<String> = conn
-        .applied_migrations()
-        .map_err(migration_error)?
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    if let Some(unknown) = applied.iter().find(|v| !known.contains(v)) {
-        return Err(StoreError::IncompatibleSchema(format!(
-            "{}: the database has schema version {unknown}, which this version of ananta-store does not know (it knows up to {}); it was written by newer code",
-            path.display(),
-            known.last().map(String::as_str).unwrap_or("none")
-        )));
-    }
-    if run {
-        conn.run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(migration_error)?;
-    } else if applied.len() < known.len() {
-        return Err(StoreError::IncompatibleSchema(format!(
-            "{}: {} migration(s) pending and automatic migration is off",
-            path.display(),
-            known.len() - applied.len()
-        )));
-    }
-    Ok(())
-}
-
-use diesel::migration::MigrationSource;
-
 /// A store error carried through diesel's transaction API.
 #[derive(Debug)]
 pub(crate) enum TxError {
@@ -441,10 +409,6 @@ fn open_error(path: &Path, e: &diesel::ConnectionError) -> StoreError {
 
 // ---- rows ----
 
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding a row: {e}")))
 }
@@ -452,14 +416,6 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("unreadable {what} row: {e}")))
-}
-
-fn count_to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn i64_of(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::InvalidInput(format!("{n} is out of range")))
 }
 
 /// Loads a task and its steps.
@@ -601,11 +557,6 @@ fn claimable(
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     all.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     Ok(all.into_iter().map(|(id, _)| id).collect())
-}
-
-fn parse_task_id(id: &str) -> Result<TaskId, StoreError> {
-    id.parse()
-        .map_err(|e| StoreError::Corrupt(format!("task id {id:?} in the database: {e}")))
 }
 
 fn claim_in(
