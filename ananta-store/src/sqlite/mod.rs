@@ -456,30 +456,90 @@ fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(
     let lease_token = task.lease.as_ref().map(|l| i64_of(l.token)).transpose()?;
     let lease_expires = task.lease.as_ref().map(|l| micros(l.expires_at));
     let version = i64_of(task.version)?;
-    let values = (
-        tasks::status.eq(status),
-        tasks::priority.eq(priority),
-        tasks::assigned_agent.eq(assigned),
-        tasks::template_id.eq(template),
-        tasks::lease_agent.eq(lease_agent),
-        tasks::lease_token.eq(lease_token),
-        tasks::lease_expires_at.eq(lease_expires),
-        tasks::version.eq(version),
-        tasks::data.eq(data),
-    );
     if insert {
+        let values = (
+            tasks::id.eq(&id),
+            tasks::status.eq(status),
+            tasks::priority.eq(priority),
+            tasks::assigned_agent.eq(assigned),
+            tasks::template_id.eq(template),
+            tasks::lease_agent.eq(lease_agent),
+            tasks::lease_token.eq(lease_token),
+            tasks::lease_expires_at.eq(lease_expires),
+            tasks::version.eq(version),
+            tasks::data.eq(data),
+        );
         diesel::insert_into(tasks::table)
-            .values((tasks::id.eq(&id), values))
+            .values(values)
             .execute(conn)
             .map_err(map_db)?;
     } else {
-        diesel::update(tasks::table.find(&id))
-            .set(values)
-            .execute(conn)
-            .map_err(map_db)?;
+        UpdateTaskRow {
+            id,
+            status,
+            priority,
+            assigned,
+            template,
+            lease_agent,
+            lease_token,
+            lease_expires,
+            version,
+            data,
+        }
+        .execute(conn)
+        .map_err(map_db)?;
     }
     Ok(())
 }
+
+/// `UPDATE tasks SET <every column> WHERE id = ?`, written out so that the connection keeps
+/// it prepared: diesel never caches its own `UPDATE` statements, and preparing one again for
+/// every write cost more than running it.
+#[derive(diesel::query_builder::QueryId)]
+struct UpdateTaskRow {
+    id: String,
+    status: &'static str,
+    priority: i32,
+    assigned: Option<String>,
+    template: Option<String>,
+    lease_agent: Option<String>,
+    lease_token: Option<i64>,
+    lease_expires: Option<i64>,
+    version: i64,
+    data: String,
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for UpdateTaskRow {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+        out.push_sql("UPDATE tasks SET status = ");
+        out.push_bind_param::<Text, _>(&self.status)?;
+        out.push_sql(", priority = ");
+        out.push_bind_param::<Integer, _>(&self.priority)?;
+        out.push_sql(", assigned_agent = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.assigned)?;
+        out.push_sql(", template_id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.template)?;
+        out.push_sql(", lease_agent = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.lease_agent)?;
+        out.push_sql(", lease_token = ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.lease_token)?;
+        out.push_sql(", lease_expires_at = ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&self.lease_expires)?;
+        out.push_sql(", version = ");
+        out.push_bind_param::<BigInt, _>(&self.version)?;
+        out.push_sql(", data = ");
+        out.push_bind_param::<Text, _>(&self.data)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(&self.id)?;
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for UpdateTaskRow {}
 
 fn template_exists(conn: &mut SqliteConnection, id: TemplateId) -> Result<bool, StoreError> {
     diesel::select(diesel::dsl::exists(templates::table.find(id.to_string())))
@@ -543,10 +603,12 @@ fn claimable(
     let rescue: Vec<(String, i32)> = tasks::table
         .filter(tasks::lease_expires_at.le(now))
         .filter(tasks::lease_token.is_not_null())
-        .filter(tasks::status.eq_any([
-            TaskStatus::InProgress.as_str(),
-            TaskStatus::Proposing.as_str(),
-        ]))
+        // Two `=` instead of `IN (…)`: diesel keeps statements with `IN` binds unprepared.
+        .filter(
+            tasks::status
+                .eq(TaskStatus::InProgress.as_str())
+                .or(tasks::status.eq(TaskStatus::Proposing.as_str())),
+        )
         .order((tasks::priority.desc(), tasks::id.asc()))
         .select((tasks::id, tasks::priority))
         .limit(n)

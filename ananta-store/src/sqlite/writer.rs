@@ -13,8 +13,10 @@ use super::{TxError, map_db};
 
 /// Tells a caller how its write ended, once the transaction holding it has committed (or not).
 type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-/// One write: runs in its own savepoint inside the batch's transaction.
-type Job = Box<dyn FnOnce(&mut SqliteConnection) -> Finish + Send>;
+/// One write. Given `alone = false` it runs in its own savepoint inside the batch's
+/// transaction; alone in its batch it runs in the transaction itself (a savepoint would only
+/// cost two more statements). Returns whether it succeeded, and how to tell its caller.
+type Job = Box<dyn FnOnce(&mut SqliteConnection, bool) -> (bool, Finish) + Send>;
 
 /// Handle to the writer thread; the thread stops when the last handle is dropped (after
 /// finishing what was queued).
@@ -73,14 +75,19 @@ impl Writer {
         F: FnOnce(&mut SqliteConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn: &mut SqliteConnection| {
-            // A savepoint: a failing write is undone alone, the batch goes on.
-            let result = conn
-                .transaction(|c| f(c).map_err(TxError::Store))
-                .map_err(TxError::into_store);
-            Box::new(move |commit: Result<(), StoreError>| {
+        let job: Job = Box::new(move |conn: &mut SqliteConnection, alone: bool| {
+            let result = if alone {
+                f(conn)
+            } else {
+                // A savepoint: a failing write is undone alone, the batch goes on.
+                conn.transaction(|c| f(c).map_err(TxError::Store))
+                    .map_err(TxError::into_store)
+            };
+            let ok = result.is_ok();
+            let finish = Box::new(move |commit: Result<(), StoreError>| {
                 let _ = tx.send(commit.and(result));
-            }) as Finish
+            }) as Finish;
+            (ok, finish)
         });
         self.jobs
             .as_ref()
@@ -116,10 +123,19 @@ fn next_job(rx: &mpsc::Receiver<Job>) -> Option<Job> {
 fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) -> bool {
     let mut finishers: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut panicked = false;
+    let alone = batch.len() == 1;
+    // A lone write that failed: its transaction is rolled back, which is all it needs.
+    let mut failed_alone = false;
     let outcome = conn.immediate_transaction::<_, diesel::result::Error, _>(|c| {
         for job in batch {
-            match std::panic::catch_unwind(AssertUnwindSafe(|| job(c))) {
-                Ok(finish) => finishers.push(finish),
+            match std::panic::catch_unwind(AssertUnwindSafe(|| job(c, alone))) {
+                Ok((ok, finish)) => {
+                    finishers.push(finish);
+                    if alone && !ok {
+                        failed_alone = true;
+                        return Err(diesel::result::Error::RollbackTransaction);
+                    }
+                }
                 Err(_) => {
                     // Its answer channel is dropped: its caller gets `Unavailable`.
                     panicked = true;
@@ -134,6 +150,8 @@ fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) -> bool {
             "a write in the same batch panicked; the batch was rolled back".into(),
         )),
         (Ok(()), false) => Ok(()),
+        // Rolled back on purpose; the write reports its own error.
+        (Err(diesel::result::Error::RollbackTransaction), false) if failed_alone => Ok(()),
         (Err(e), false) => {
             let e = map_db(e);
             tracing::error!(error = %e, writes = finishers.len(), "committing a batch of writes failed");
