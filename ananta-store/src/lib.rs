@@ -43,6 +43,8 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(test, feature = "testing"))]
+pub mod registry_conformance;
 mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
