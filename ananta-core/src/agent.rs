@@ -124,6 +124,17 @@ pub enum AgentStatus {
     Offline,
 }
 
+impl AgentStatus {
+    /// The status as written in JSON (`unknown`, `online`, `offline`), e.g. for a column.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
 /// An agent as the registry knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AgentInfo {
@@ -137,6 +148,55 @@ pub struct AgentInfo {
     pub registered_at: DateTime<Utc>,
     /// Increments when the card changes (re-registration with a different card).
     pub card_version: u64,
+}
+
+impl AgentInfo {
+    /// The agent after registering `card` at `now`, given what the registry holds under the
+    /// card's name (`existing`): the rule of [`AgentRegistry::register`](crate::registry::AgentRegistry::register)
+    /// for every backend.
+    ///
+    /// A new agent starts at card version 1 with `registered_at = now`. A known one keeps its
+    /// `registered_at`, and its card version goes up by one only when the card differs from
+    /// the stored one. Either way the agent is online and was last seen `now`. The card is
+    /// not checked here: call [`AgentCard::validate`] first.
+    ///
+    /// ```
+    /// use ananta_core::agent::{AgentCard, AgentInfo, AgentStatus};
+    /// use ananta_core::ids::AgentId;
+    /// use chrono::{TimeDelta, Utc};
+    ///
+    /// let card = AgentCard::in_process(AgentId::new("rust")?);
+    /// let t0 = Utc::now();
+    /// let first = AgentInfo::registered(None, card.clone(), t0);
+    /// assert_eq!((first.card_version, first.registered_at), (1, t0));
+    ///
+    /// let t1 = t0 + TimeDelta::seconds(5);
+    /// let same = AgentInfo::registered(Some(&first), card.clone(), t1);
+    /// assert_eq!((same.card_version, same.registered_at, same.last_seen), (1, t0, t1));
+    ///
+    /// let changed = AgentInfo::registered(Some(&same), card.description("writes Rust"), t1);
+    /// assert_eq!(changed.card_version, 2);
+    /// assert_eq!(changed.status, AgentStatus::Online);
+    /// # Ok::<(), ananta_core::ids::ParseIdError>(())
+    /// ```
+    pub fn registered(existing: Option<&AgentInfo>, card: AgentCard, now: DateTime<Utc>) -> Self {
+        match existing {
+            Some(existing) => Self {
+                card_version: existing.card_version + u64::from(existing.card != card),
+                card,
+                status: AgentStatus::Online,
+                last_seen: now,
+                registered_at: existing.registered_at,
+            },
+            None => Self {
+                card,
+                status: AgentStatus::Online,
+                last_seen: now,
+                registered_at: now,
+                card_version: 1,
+            },
+        }
+    }
 }
 
 /// What the Hub sends an agent to ask for the next step of a task.

@@ -85,7 +85,7 @@ pub use llm::{
 };
 pub use log::{Direction, LogEntry, LogQuery};
 pub use parse::{AnswerFormat, ParsedAnswer, parse_answer};
-pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry};
+pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry, rank_agents};
 pub use run::{RunLimits, RunReport, StopReason};
 pub use store::{Claim, TaskStore};
 pub use task::{

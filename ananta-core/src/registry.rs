@@ -52,11 +52,80 @@ pub trait AgentRegistry: Send + Sync {
     async fn best_match(&self, text: String, k: usize) -> Result<Vec<AgentMatch>, RegistryError>;
 }
 
+/// Ranks `agents` for a task described by `text`: the `k` that fit best (at least one), best
+/// first. Every [`AgentRegistry`] answers [`best_match`](AgentRegistry::best_match) with it,
+/// so all backends rank alike.
+///
+/// The score is the cosine similarity, in `[0, 1]`, of the word-count vectors of `text` and
+/// of each agent's [`match_text`](AgentCard::match_text) (words are runs of letters and
+/// digits, compared in lower case; one-character words are ignored) — a lexical match that
+/// needs no model. Agents known to be offline are not candidates; agents whose status is
+/// unknown are. Equal scores are ordered by name.
+///
+/// Fails with [`RegistryError::NoCandidate`] when no agent is a candidate.
+///
+/// ```
+/// use ananta_core::agent::{AgentCard, AgentInfo, AgentStatus};
+/// use ananta_core::error::RegistryError;
+/// use ananta_core::ids::AgentId;
+/// use ananta_core::registry::rank_agents;
+/// use chrono::Utc;
+///
+/// let agent = |name: &str, description: &str| {
+///     let card = AgentCard::in_process(AgentId::new(name).unwrap()).description(description);
+///     AgentInfo::registered(None, card, Utc::now())
+/// };
+/// let mut agents = vec![
+///     agent("rust", "writes Rust code, runs cargo build and cargo test"),
+///     agent("docs", "writes documentation and markdown"),
+///     agent("ops", "deploys with docker"),
+/// ];
+///
+/// let best = rank_agents(&agents, "run cargo test for the Rust crate", 2)?;
+/// assert_eq!(best.len(), 2);
+/// assert_eq!(best[0].agent.as_str(), "rust");
+/// assert!(best[0].score > best[1].score);
+///
+/// // Offline agents are left out; with none left there is no candidate.
+/// for a in &mut agents {
+///     a.status = AgentStatus::Offline;
+/// }
+/// assert!(matches!(rank_agents(&agents, "cargo", 1), Err(RegistryError::NoCandidate(_))));
+/// # Ok::<(), RegistryError>(())
+/// ```
+pub fn rank_agents<'a>(
+    agents: impl IntoIterator<Item = &'a AgentInfo>,
+    text: &str,
+    k: usize,
+) -> Result<Vec<AgentMatch>, RegistryError> {
+    let query = words(text);
+    let mut matches: Vec<AgentMatch> = agents
+        .into_iter()
+        .filter(|a| a.status != AgentStatus::Offline)
+        .map(|a| AgentMatch {
+            agent: a.card.name.clone(),
+            score: cosine(&query, &words(&a.card.match_text())),
+        })
+        .collect();
+    if matches.is_empty() {
+        return Err(RegistryError::NoCandidate(
+            "no agent is registered and online".into(),
+        ));
+    }
+    matches.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then_with(|| a.agent.cmp(&b.agent))
+    });
+    matches.truncate(k.max(1));
+    Ok(matches)
+}
+
 /// An [`AgentRegistry`] in memory, for one Hub process.
 ///
-/// `best_match` scores agents by the cosine similarity of word-count vectors of the task text
-/// and each agent's [`match_text`](AgentCard::match_text) — a lexical match that needs no
-/// model.
+/// `best_match` ranks agents with [`rank_agents`]: the cosine similarity of word-count
+/// vectors of the task text and each agent's [`match_text`](AgentCard::match_text) — a
+/// lexical match that needs no model.
 #[derive(Debug, Default)]
 pub struct InMemoryRegistry {
     agents: RwLock<BTreeMap<AgentId, AgentInfo>>,
@@ -100,24 +169,8 @@ fn cosine(a: &HashMap<String, f32>, b: &HashMap<String, f32>) -> f32 {
 impl AgentRegistry for InMemoryRegistry {
     async fn register(&self, card: AgentCard) -> Result<AgentInfo, RegistryError> {
         card.validate()?;
-        let now = Utc::now();
         let mut agents = self.write();
-        let info = match agents.get(&card.name) {
-            Some(existing) => AgentInfo {
-                card_version: existing.card_version + u64::from(existing.card != card),
-                card,
-                status: AgentStatus::Online,
-                last_seen: now,
-                registered_at: existing.registered_at,
-            },
-            None => AgentInfo {
-                card,
-                status: AgentStatus::Online,
-                last_seen: now,
-                registered_at: now,
-                card_version: 1,
-            },
-        };
+        let info = AgentInfo::registered(agents.get(&card.name), card, Utc::now());
         agents.insert(info.card.name.clone(), info.clone());
         Ok(info)
     }
@@ -164,28 +217,7 @@ impl AgentRegistry for InMemoryRegistry {
     }
 
     async fn best_match(&self, text: String, k: usize) -> Result<Vec<AgentMatch>, RegistryError> {
-        let query = words(&text);
-        let agents = self.read();
-        let mut matches: Vec<AgentMatch> = agents
-            .values()
-            .filter(|a| a.status != AgentStatus::Offline)
-            .map(|a| AgentMatch {
-                agent: a.card.name.clone(),
-                score: cosine(&query, &words(&a.card.match_text())),
-            })
-            .collect();
-        if matches.is_empty() {
-            return Err(RegistryError::NoCandidate(
-                "no agent is registered and online".into(),
-            ));
-        }
-        matches.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then_with(|| a.agent.cmp(&b.agent))
-        });
-        matches.truncate(k.max(1));
-        Ok(matches)
+        rank_agents(self.read().values(), &text, k)
     }
 }
 
@@ -241,5 +273,42 @@ mod tests {
             reg.register(bad).await,
             Err(RegistryError::InvalidCard(_))
         ));
+    }
+
+    #[test]
+    fn ranking_breaks_ties_by_name_and_returns_at_least_one() {
+        let now = Utc::now();
+        let agents: Vec<AgentInfo> = ["zeta", "alpha", "mid"]
+            .into_iter()
+            .map(|n| AgentInfo::registered(None, card(n, "shell work"), now))
+            .collect();
+        // Nothing in common with any agent: every score is 0, and names decide.
+        let all = rank_agents(&agents, "quantum", 10).unwrap();
+        let names: Vec<&str> = all.iter().map(|m| m.agent.as_str()).collect();
+        assert_eq!(names, ["alpha", "mid", "zeta"]);
+        assert!(all.iter().all(|m| m.score == 0.0));
+        let one = rank_agents(&agents, "quantum", 0).unwrap();
+        assert_eq!(one.len(), 1, "k = 0 still gives the best agent");
+        assert!(matches!(
+            rank_agents(&[], "anything", 3),
+            Err(RegistryError::NoCandidate(_))
+        ));
+    }
+
+    #[test]
+    fn registration_rule() {
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::TimeDelta::seconds(1);
+        let mut first = AgentInfo::registered(None, card("a", "x"), t0);
+        assert_eq!(first.card_version, 1);
+        assert_eq!((first.registered_at, first.last_seen), (t0, t0));
+        first.status = AgentStatus::Offline;
+        let again = AgentInfo::registered(Some(&first), card("a", "x"), t1);
+        assert_eq!(again.card_version, 1);
+        assert_eq!((again.registered_at, again.last_seen), (t0, t1));
+        assert_eq!(again.status, AgentStatus::Online);
+        let changed = AgentInfo::registered(Some(&again), card("a", "y"), t1);
+        assert_eq!(changed.card_version, 2);
+        assert_eq!(changed.card.description, "y");
     }
 }

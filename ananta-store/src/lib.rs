@@ -1,13 +1,27 @@
 //! Task stores for Ananta: backends of [`TaskStore`](ananta_core::store::TaskStore), the
-//! Hub's durable storage for tasks, templates, step history, logs, and claims with leases.
+//! Hub's durable storage for tasks, templates, step history, logs, and claims with leases —
+//! and of [`AgentRegistry`](ananta_core::registry::AgentRegistry), the registry of agents.
 //!
-//! - [`MemoryStore`]: everything in process memory, for tests, demos and single-process use.
+//! - [`MemoryStore`]: everything in process memory, for tests, demos and single-process use
+//!   (its registry counterpart is `ananta_core`'s
+//!   [`InMemoryRegistry`](ananta_core::registry::InMemoryRegistry)).
 //! - `SqliteStore` (feature `sqlite`, on by default): one durable SQLite file, embedded (SQLite
 //!   is compiled in), with group commit and a choice of durability (`Durability::Normal`
 //!   survives a process crash, `Durability::Full` also a power loss).
 //! - `PostgresStore` (feature `postgres`): a store on a PostgreSQL server that several hubs
 //!   share, with lock-free batch claims (`FOR UPDATE SKIP LOCKED`) and `LISTEN`/`NOTIFY`
 //!   wake-ups for idle claimers.
+//!
+//! `SqliteStore` and `PostgresStore` are also durable agent registries: agents live in an
+//! `agents` table beside the task board (so a Hub that restarts, or another Hub on the same
+//! PostgreSQL database, knows them), each registration, heartbeat and status change is atomic,
+//! and `best_match` ranks with [`rank_agents`](ananta_core::registry::rank_agents) like every
+//! registry. One value can serve as both:
+//!
+//! ```text
+//! let store = Arc::new(SqliteStore::open("board.db").await?);
+//! let hub = Hub::builder().store(store.clone()).registry(store).build()?;
+//! ```
 //!
 //! ```
 //! use ananta_core::store::TaskStore;
@@ -36,6 +50,11 @@
 //!     ananta_store::conformance::run_all(|| async { MyStore::fresh().await }).await;
 //! }
 //! ```
+//!
+//! `ananta_store::registry_conformance` is the same for an `AgentRegistry`: registration and
+//! card versions, `NotFound` and `InvalidCard`, heartbeats and liveness, `best_match` ranking,
+//! and concurrent registrations (none lost, none counted twice); run it with
+//! `registry_conformance::run_all(|| async { MyRegistry::fresh().await })`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 #[cfg(any(test, feature = "testing"))]
@@ -43,6 +62,8 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(test, feature = "testing"))]
+pub mod registry_conformance;
 mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;

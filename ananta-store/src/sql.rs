@@ -1,7 +1,8 @@
-//! What the SQL backends share: the schema-version check and migration on open, and the
-//! conversions between domain values and column values.
+//! What the SQL backends share: the schema-version check and migration on open, the
+//! conversions between domain values and column values, and how a database failure reaches an
+//! agent registry's caller.
 
-use ananta_core::error::StoreError;
+use ananta_core::error::{RegistryError, StoreError};
 use ananta_core::ids::TaskId;
 use chrono::{DateTime, Utc};
 use diesel::backend::Backend;
@@ -68,4 +69,10 @@ pub(crate) fn i64_of(n: u64) -> Result<i64, StoreError> {
 pub(crate) fn parse_task_id(id: &str) -> Result<TaskId, StoreError> {
     id.parse()
         .map_err(|e| StoreError::Corrupt(format!("task id {id:?} in the database: {e}")))
+}
+
+/// A failure of the database under an [`AgentRegistry`](ananta_core::registry::AgentRegistry),
+/// as the registry reports it.
+pub(crate) fn registry_error(e: StoreError) -> RegistryError {
+    RegistryError::Backend(e.to_string())
 }

@@ -1,11 +1,14 @@
-//! Tests of [`MemoryStore`] and of the conformance suite itself.
+//! Tests of [`MemoryStore`], of the conformance suites themselves, and of `ananta_core`'s
+//! [`InMemoryRegistry`] against the registry suite.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use ananta_core::error::StoreError;
+use ananta_core::agent::{AgentCard, AgentInfo, AgentStatus};
+use ananta_core::error::{RegistryError, StoreError};
 use ananta_core::ids::{AgentId, TaskId, TemplateId};
 use ananta_core::log::{Direction, LogEntry, LogQuery};
+use ananta_core::registry::{AgentMatch, AgentRegistry, InMemoryRegistry, rank_agents};
 use ananta_core::store::{Claim, TaskStore};
 use ananta_core::task::{NewTask, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate};
 use ananta_core::template::{Template, TemplateUpdate};
@@ -14,6 +17,7 @@ use futures::FutureExt;
 
 use crate::MemoryStore;
 use crate::conformance::{self, CASES};
+use crate::registry_conformance;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_store_passes_conformance() {
@@ -267,4 +271,192 @@ async fn run_cases_runs_a_selection() {
         .collect();
     assert_eq!(selection.len(), 2);
     conformance::run_cases(&selection, || async { MemoryStore::new() }).await;
+}
+
+// ---- the registry suite ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_memory_registry_passes_registry_conformance() {
+    registry_conformance::run_all(|| async { InMemoryRegistry::new() }).await;
+}
+
+#[tokio::test]
+async fn registry_conformance_also_passes_on_a_current_thread_runtime() {
+    registry_conformance::run_all(|| async { InMemoryRegistry::new() }).await;
+}
+
+/// A registry with one deliberate bug, to check the registry suite notices it. Agents are kept
+/// in registration order.
+struct BrokenRegistry {
+    agents: std::sync::Mutex<Vec<AgentInfo>>,
+    bug: RegistryBug,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum RegistryBug {
+    /// Bumps the card version on every re-registration, changed card or not.
+    AlwaysBumpsVersion,
+    /// Lists agents in registration order.
+    ListUnsorted,
+    /// Moves `last_seen` on a heartbeat but leaves the status.
+    HeartbeatKeepsStatus,
+    /// Offers offline agents to `best_match`.
+    MatchesOffline,
+    /// Reads the agent, then writes the new version without holding a lock (check-then-act).
+    RacyRegister,
+}
+
+impl BrokenRegistry {
+    fn new(bug: RegistryBug) -> Self {
+        Self {
+            agents: std::sync::Mutex::default(),
+            bug,
+        }
+    }
+
+    fn agents(&self) -> std::sync::MutexGuard<'_, Vec<AgentInfo>> {
+        self.agents.lock().unwrap()
+    }
+
+    fn find(&self, id: &AgentId) -> Option<AgentInfo> {
+        self.agents().iter().find(|a| &a.card.name == id).cloned()
+    }
+
+    fn put(&self, info: AgentInfo) {
+        let mut agents = self.agents();
+        match agents.iter_mut().find(|a| a.card.name == info.card.name) {
+            Some(slot) => *slot = info,
+            None => agents.push(info),
+        }
+    }
+
+    fn change(
+        &self,
+        id: AgentId,
+        f: impl FnOnce(&mut AgentInfo),
+    ) -> Result<AgentInfo, RegistryError> {
+        let mut agents = self.agents();
+        let info = agents
+            .iter_mut()
+            .find(|a| a.card.name == id)
+            .ok_or(RegistryError::NotFound(id))?;
+        f(info);
+        Ok(info.clone())
+    }
+}
+
+#[async_trait]
+impl AgentRegistry for BrokenRegistry {
+    async fn register(&self, card: AgentCard) -> Result<AgentInfo, RegistryError> {
+        card.validate()?;
+        let existing = self.find(&card.name);
+        if self.bug == RegistryBug::RacyRegister {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut info = AgentInfo::registered(existing.as_ref(), card, chrono::Utc::now());
+        if let (RegistryBug::AlwaysBumpsVersion, Some(existing)) = (self.bug, &existing) {
+            info.card_version = existing.card_version + 1;
+        }
+        self.put(info.clone());
+        Ok(info)
+    }
+    async fn deregister(&self, id: AgentId) -> Result<(), RegistryError> {
+        let mut agents = self.agents();
+        let before = agents.len();
+        agents.retain(|a| a.card.name != id);
+        if agents.len() == before {
+            return Err(RegistryError::NotFound(id));
+        }
+        Ok(())
+    }
+    async fn get(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
+        self.find(&id).ok_or(RegistryError::NotFound(id))
+    }
+    async fn list(&self) -> Result<Vec<AgentInfo>, RegistryError> {
+        let mut agents = self.agents().clone();
+        if self.bug != RegistryBug::ListUnsorted {
+            agents.sort_by(|a, b| a.card.name.cmp(&b.card.name));
+        }
+        Ok(agents)
+    }
+    async fn heartbeat(&self, id: AgentId) -> Result<AgentInfo, RegistryError> {
+        let keep_status = self.bug == RegistryBug::HeartbeatKeepsStatus;
+        self.change(id, |a| {
+            a.last_seen = chrono::Utc::now();
+            if !keep_status {
+                a.status = AgentStatus::Online;
+            }
+        })
+    }
+    async fn set_status(
+        &self,
+        id: AgentId,
+        status: AgentStatus,
+    ) -> Result<AgentInfo, RegistryError> {
+        self.change(id, |a| a.status = status)
+    }
+    async fn best_match(&self, text: String, k: usize) -> Result<Vec<AgentMatch>, RegistryError> {
+        let mut agents = self.list().await?;
+        if self.bug == RegistryBug::MatchesOffline {
+            for a in &mut agents {
+                a.status = AgentStatus::Online;
+            }
+        }
+        rank_agents(&agents, &text, k)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registry_suite_names_the_cases_a_broken_registry_fails() {
+    let expectations = [
+        (
+            RegistryBug::AlwaysBumpsVersion,
+            &["reregister_same_card_keeps_version"][..],
+        ),
+        (RegistryBug::ListUnsorted, &["register_get_list"][..]),
+        (
+            RegistryBug::HeartbeatKeepsStatus,
+            &["heartbeat_sets_online"][..],
+        ),
+        (
+            RegistryBug::MatchesOffline,
+            &["set_status_offline_excludes_from_best_match"][..],
+        ),
+        (
+            RegistryBug::RacyRegister,
+            &["concurrent_reregistration"][..],
+        ),
+    ];
+    for (bug, cases) in expectations {
+        let run = registry_conformance::run_all(move || async move { BrokenRegistry::new(bug) });
+        let message = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(()) => panic!("the registry suite passed a registry with bug {bug:?}"),
+            Err(payload) => payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "(no message)".to_string()),
+        };
+        for case in cases {
+            assert!(
+                message.contains(&format!("- {case}: ")),
+                "a registry with bug {bug:?} fails {case}:\n{message}"
+            );
+        }
+        let failed = message.lines().filter(|l| l.starts_with("- ")).count();
+        assert!(
+            failed < registry_conformance::CASES.len(),
+            "only some cases fail:\n{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn registry_run_cases_runs_a_selection() {
+    let selection: Vec<_> = registry_conformance::CASES
+        .iter()
+        .copied()
+        .filter(|c| c.name.starts_with("best_match"))
+        .collect();
+    assert_eq!(selection.len(), 2);
+    registry_conformance::run_cases(&selection, || async { InMemoryRegistry::new() }).await;
 }

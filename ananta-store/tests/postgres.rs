@@ -1,5 +1,6 @@
-//! `PostgresStore`: the conformance suite, exclusive claims under heavy concurrency from
-//! separate stores, `LISTEN`/`NOTIFY` wake-ups, schema checks and clear connection errors.
+//! `PostgresStore`: the conformance suites (tasks and agents), exclusive claims under heavy
+//! concurrency from separate stores, one registry shared by several hubs, `LISTEN`/`NOTIFY`
+//! wake-ups, schema checks and upgrades, and clear connection errors.
 //!
 //! The server comes from `ANANTA_PG_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each
 //! test works in a database of its own, created for it and dropped afterwards (even when the
@@ -12,12 +13,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ananta_core::error::StoreError;
+use ananta_core::agent::{AgentCard, AgentStatus};
+use ananta_core::error::{RegistryError, StoreError};
 use ananta_core::ids::AgentId;
+use ananta_core::registry::AgentRegistry;
 use ananta_core::store::TaskStore;
 use ananta_core::task::{NewTask, TaskFilter, TaskStatus};
-use ananta_store::conformance;
 use ananta_store::{PostgresOptions, PostgresStore};
+use ananta_store::{conformance, registry_conformance};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::StreamExt;
 use pg_support::{TestDb, server, with_database};
@@ -54,6 +57,121 @@ async fn passes_conformance() {
         conformance::CASES.len(),
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_registry_conformance() {
+    let Some(admin) = server("passes_registry_conformance") else {
+        return;
+    };
+    // A database per case; all are dropped when the test ends, passed or failed.
+    let dbs: Arc<Mutex<Vec<TestDb>>> = Arc::default();
+    let started = Instant::now();
+    registry_conformance::run_all(|| {
+        let admin = admin.clone();
+        let dbs = dbs.clone();
+        async move {
+            let db = TestDb::create(&admin).await;
+            let store = PostgresStore::connect_with(&db.url, small()).await.unwrap();
+            dbs.lock().unwrap().push(db);
+            store
+        }
+    })
+    .await;
+    eprintln!(
+        "registry conformance: {} cases in {:?}",
+        registry_conformance::CASES.len(),
+        started.elapsed()
+    );
+}
+
+/// Two hubs (stores with pools of their own) on one database see one registry; registering the
+/// same new agent from both at once counts once, and the other's change bumps the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hubs_share_one_registry() {
+    let Some(admin) = server("hubs_share_one_registry") else {
+        return;
+    };
+    let db = TestDb::create(&admin).await;
+    let a = PostgresStore::connect_with(&db.url, small()).await.unwrap();
+    let b = PostgresStore::connect_with(&db.url, small()).await.unwrap();
+    let name = AgentId::new("worker-1").unwrap();
+    let card = AgentCard::in_process(name.clone()).description("runs cargo");
+
+    // The same first registration from both hubs at once, many times over: one insert wins,
+    // the other registers over it (same card: version 1 both times).
+    for round in 0..10 {
+        let (x, y) = tokio::join!(a.register(card.clone()), b.register(card.clone()));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!((x.card_version, y.card_version), (1, 1), "round {round}");
+        assert_eq!(x.registered_at, y.registered_at, "round {round}");
+        b.deregister(name.clone()).await.unwrap();
+    }
+
+    a.register(card.clone()).await.unwrap();
+    let changed = b
+        .register(card.clone().description("runs cargo and docker"))
+        .await
+        .unwrap();
+    assert_eq!(changed.card_version, 2);
+    assert_eq!(a.get(name.clone()).await.unwrap(), changed);
+    a.set_status(name.clone(), AgentStatus::Offline)
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.best_match("cargo".into(), 1).await,
+        Err(RegistryError::NoCandidate(_))
+    ));
+    let beat = b.heartbeat(name.clone()).await.unwrap();
+    assert_eq!(a.list().await.unwrap(), vec![beat]);
+}
+
+/// A database written before the registry existed (only the first migration applied) gets
+/// the `agents` table on connect, and keeps its tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_before_the_registry_gets_the_agents_table() {
+    let Some(admin) = server("a_database_from_before_the_registry_gets_the_agents_table") else {
+        return;
+    };
+    let db = TestDb::create(&admin).await;
+    let store = PostgresStore::connect_with(&db.url, small()).await.unwrap();
+    let task = store
+        .create_task(NewTask::new("from before").into_task().unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    // Take the database back to the schema of the first release, as its `down.sql` does.
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    diesel::sql_query(include_str!(
+        "../migrations/postgres/2026-11-23-000000_agents/down.sql"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let removed = diesel::sql_query(
+        "DELETE FROM __diesel_schema_migrations WHERE version = '20261123000000'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(removed, 1, "the registry's migration was recorded");
+
+    let err = PostgresStore::connect_with(&db.url, small().run_migrations(false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IncompatibleSchema(ref m) if m.contains("pending")),
+        "{err:?}"
+    );
+    let store = PostgresStore::connect_with(&db.url, small()).await.unwrap();
+    assert_eq!(store.get_task(task.id).await.unwrap().title, "from before");
+    assert!(store.list().await.unwrap().is_empty());
+    let info = store
+        .register(AgentCard::in_process(AgentId::new("w1").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(info.card_version, 1);
+    assert_eq!(store.get(AgentId::new("w1").unwrap()).await.unwrap(), info);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

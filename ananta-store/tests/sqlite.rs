@@ -1,17 +1,22 @@
-//! `SqliteStore`: the conformance suite, durability across reopen, group commit under
-//! concurrency, and clear errors for bad files and locations.
+//! `SqliteStore`: the conformance suites (tasks and agents), durability across reopen, schema
+//! upgrades, group commit under concurrency, and clear errors for bad files and locations.
 #![cfg(all(feature = "sqlite", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ananta_core::error::StoreError;
+use ananta_core::agent::{AgentCard, AgentInfo, AgentStatus};
+use ananta_core::error::{RegistryError, StoreError};
 use ananta_core::ids::AgentId;
+use ananta_core::registry::AgentRegistry;
 use ananta_core::store::TaskStore;
 use ananta_core::task::{NewTask, TaskStatus};
-use ananta_store::conformance;
-use ananta_store::{Durability, SqliteOptions, SqliteStore};
+use ananta_store::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
+use ananta_store::{conformance, registry_conformance};
+use chrono::SubsecRound;
+use diesel::prelude::*;
+use diesel_migrations::MigrationHarness;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passes_conformance() {
@@ -21,6 +26,21 @@ async fn passes_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn passes_conformance_with_full_durability() {
     conformance::run_all(|| async {
+        SqliteStore::temporary_with(SqliteOptions::default().durability(Durability::Full))
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_registry_conformance() {
+    registry_conformance::run_all(|| async { SqliteStore::temporary().await.unwrap() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passes_registry_conformance_with_full_durability() {
+    registry_conformance::run_all(|| async {
         SqliteStore::temporary_with(SqliteOptions::default().durability(Durability::Full))
             .await
             .unwrap()
@@ -60,6 +80,123 @@ async fn everything_survives_a_reopen() {
     let back = store.get_task(task.id).await.unwrap();
     assert_eq!(back.status, TaskStatus::Done);
     assert_eq!(back.fence, 1);
+}
+
+/// An agent as stored with microsecond timestamps, for comparing agents across a reopen.
+fn to_micros(mut info: AgentInfo) -> AgentInfo {
+    info.last_seen = info.last_seen.trunc_subsecs(6);
+    info.registered_at = info.registered_at.trunc_subsecs(6);
+    info
+}
+
+#[tokio::test]
+async fn agents_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let rust = AgentCard::in_process(AgentId::new("rust").unwrap())
+        .description("runs cargo")
+        .tool("cargo");
+    store.register(rust.clone()).await.unwrap();
+    let rust = store
+        .register(rust.description("runs cargo build and cargo test"))
+        .await
+        .unwrap();
+    assert_eq!(rust.card_version, 2);
+    store
+        .register(AgentCard::in_process(AgentId::new("docs").unwrap()).tag("markdown"))
+        .await
+        .unwrap();
+    let docs = store
+        .set_status(AgentId::new("docs").unwrap(), AgentStatus::Offline)
+        .await
+        .unwrap();
+    store
+        .register(AgentCard::in_process(AgentId::new("gone").unwrap()))
+        .await
+        .unwrap();
+    store
+        .deregister(AgentId::new("gone").unwrap())
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let back = store.get(AgentId::new("rust").unwrap()).await.unwrap();
+    assert_eq!(to_micros(back), to_micros(rust.clone()));
+    let listed: Vec<AgentInfo> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(to_micros)
+        .collect();
+    assert_eq!(listed, vec![to_micros(docs), to_micros(rust)]);
+    assert!(matches!(
+        store.get(AgentId::new("gone").unwrap()).await,
+        Err(RegistryError::NotFound(_))
+    ));
+    // The offline agent is still offline: only `rust` is a candidate.
+    let best = store.best_match("cargo".into(), 5).await.unwrap();
+    assert_eq!(best.len(), 1);
+    assert_eq!(best[0].agent.as_str(), "rust");
+}
+
+/// A database written before the registry existed (only the first migration applied) gets
+/// the `agents` table when opened, and keeps its tasks.
+#[tokio::test]
+async fn a_database_from_before_the_registry_gets_the_agents_table() {
+    fn has_agents_table(conn: &mut SqliteConnection) -> bool {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agents')",
+        ))
+        .get_result(conn)
+        .unwrap()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("board.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let task = store
+        .create_task(NewTask::new("from before").into_task().unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    // Take the database back to the schema of the first release: revert every migration
+    // after the first (their `down.sql`).
+    {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        while conn.applied_migrations().unwrap().len() > 1 {
+            conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        assert!(!has_agents_table(&mut conn), "the old schema has no agents");
+    }
+    // Without automatic migration, the old database is refused, not used half-migrated.
+    let err = SqliteStore::open_with(&path, SqliteOptions::default().run_migrations(false))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IncompatibleSchema(ref m) if m.contains("pending")),
+        "{err:?}"
+    );
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.get_task(task.id).await.unwrap().title, "from before");
+    assert!(store.list().await.unwrap().is_empty());
+    let info = store
+        .register(AgentCard::in_process(AgentId::new("w1").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(info.card_version, 1);
+    drop(store);
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    assert!(has_agents_table(&mut conn));
+    assert!(
+        conn.pending_migrations(SQLITE_MIGRATIONS)
+            .unwrap()
+            .is_empty(),
+        "every migration is applied"
+    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod notify;
+mod registry;
 mod schema;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! [`SqliteStore`]: a durable [`TaskStore`] in one SQLite file.
 
+mod registry;
 mod schema;
 mod writer;
 

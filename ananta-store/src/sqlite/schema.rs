@@ -40,4 +40,15 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(templates, tasks, task_steps, logs);
+diesel::table! {
+    agents (name) {
+        name -> Text,
+        status -> Text,
+        last_seen -> BigInt,
+        registered_at -> BigInt,
+        card_version -> BigInt,
+        data -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(templates, tasks, task_steps, logs, agents);
