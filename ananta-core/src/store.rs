@@ -145,4 +145,22 @@ pub trait TaskStore: Send + Sync {
 
     /// Ends a claim, moving the task to `status` (`done`, `failed`, or `todo` to give it back).
     async fn release(&self, claim: Claim, status: TaskStatus) -> Result<Task, StoreError>;
+
+    /// Ends several claims, each exactly like [`release`](Self::release), and returns one
+    /// result per claim, in the given order: a claim that is stale, or whose move is not
+    /// allowed, fails alone and the others still end.
+    ///
+    /// The SQL backends end them all in one transaction (one commit, so one disk flush for
+    /// the whole batch); the outer error then means that transaction failed and none of them
+    /// ended. The default calls `release` for each in turn.
+    async fn release_many(
+        &self,
+        releases: Vec<(Claim, TaskStatus)>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(releases.len());
+        for (claim, status) in releases {
+            out.push(self.release(claim, status).await);
+        }
+        Ok(out)
+    }
 }

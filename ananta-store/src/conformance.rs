@@ -106,6 +106,8 @@ cases!(
     release_to_todo_gives_back,
     release_to_done_ends,
     release_forbidden_status_changes_nothing,
+    release_many_ends_each,
+    release_many_fails_alone,
     invalid_lease_rejected,
 );
 
@@ -2288,4 +2290,125 @@ pub async fn invalid_lease_rejected(store: DynStore) {
         s.renew(c, Duration::from_millis(1)).await,
         "a 1 ms lease is accepted",
     );
+}
+
+/// `release_many` ends each claim like `release` would and answers in the given order; an
+/// empty batch is fine.
+pub async fn release_many_ends_each(store: DynStore) {
+    let s = &*store;
+    let alice = agent("alice");
+    assert!(
+        ok(s.release_many(Vec::new()).await, "empty batch").is_empty(),
+        "an empty batch answers nothing"
+    );
+    let t1 = todo(s, "finish").await;
+    let t2 = todo(s, "fail").await;
+    let t3 = todo(s, "give back").await;
+    let claims = ok(s.claim_many(alice.clone(), LONG_LEASE, 3).await, "claim 3");
+    assert_eq!(
+        claims.iter().map(|c| c.task_id).collect::<Vec<_>>(),
+        vec![t1.id, t2.id, t3.id]
+    );
+    let results = ok(
+        s.release_many(vec![
+            (claims[2].clone(), TaskStatus::Todo),
+            (claims[0].clone(), TaskStatus::Done),
+            (claims[1].clone(), TaskStatus::Failed),
+        ])
+        .await,
+        "release 3",
+    );
+    let statuses: Vec<(TaskId, TaskStatus)> = results
+        .into_iter()
+        .map(|r| {
+            let task = ok(r, "each release");
+            assert_eq!(task.lease, None, "release clears the lease");
+            (task.id, task.status)
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (t3.id, TaskStatus::Todo),
+            (t1.id, TaskStatus::Done),
+            (t2.id, TaskStatus::Failed),
+        ],
+        "one answer per claim, in the given order"
+    );
+    for (id, status) in statuses {
+        assert_eq!(get(s, id).await.status, status, "stored as answered");
+    }
+    let again = some(claim(s, &agent("bob"), LONG_LEASE).await, "claim again");
+    assert_eq!(
+        again.task_id, t3.id,
+        "the task given back is claimable again"
+    );
+}
+
+/// In `release_many`, a stale claim or a forbidden move fails alone and changes nothing; the
+/// other claims of the batch still end.
+pub async fn release_many_fails_alone(store: DynStore) {
+    let s = &*store;
+    let (task, first, second) = take_over(s).await;
+    let other = todo(s, "other").await;
+    let third = todo(s, "third").await;
+    let c = some(claim(s, &agent("carol"), LONG_LEASE).await, "claim other");
+    let d = some(claim(s, &agent("carol"), LONG_LEASE).await, "claim third");
+    assert_eq!((c.task_id, d.task_id), (other.id, third.id));
+    let taken = get(s, task.id).await;
+    let third_claimed = get(s, third.id).await;
+
+    let results = ok(
+        s.release_many(vec![
+            (first.clone(), TaskStatus::Done),
+            (c.clone(), TaskStatus::InProgress),
+            (c.clone(), TaskStatus::Done),
+            (c.clone(), TaskStatus::Done),
+            (d.clone(), TaskStatus::Backlog),
+        ])
+        .await,
+        "mixed batch",
+    );
+    assert_eq!(results.len(), 5, "one answer per claim");
+    let mut results = results.into_iter();
+    assert_stale(
+        err(results.next().unwrap(), "stale in a batch"),
+        &first,
+        "stale in a batch",
+    );
+    let e = err(
+        results.next().unwrap(),
+        "release to an active status in a batch",
+    );
+    assert!(
+        matches!(e, StoreError::InvalidInput(_)),
+        "release to in_progress must be InvalidInput, got {e:?}"
+    );
+    let done = ok(results.next().unwrap(), "the good claim in a batch");
+    assert_eq!((done.id, done.status), (other.id, TaskStatus::Done));
+    assert_stale(
+        err(results.next().unwrap(), "the same claim again in a batch"),
+        &c,
+        "the same claim again in a batch",
+    );
+    let e = err(results.next().unwrap(), "forbidden move in a batch");
+    assert!(
+        matches!(e, StoreError::InvalidTransition(_)),
+        "in_progress -> backlog must be InvalidTransition, got {e:?}"
+    );
+    assert_same_task(
+        &third_claimed,
+        &get(s, third.id).await,
+        "a refused release in a batch changes nothing",
+    );
+    assert_same_task(
+        &taken,
+        &get(s, task.id).await,
+        "a stale release in a batch changes nothing",
+    );
+    let done = ok(
+        s.release(second, TaskStatus::Done).await,
+        "the new owner still releases",
+    );
+    assert_eq!(done.status, TaskStatus::Done);
 }

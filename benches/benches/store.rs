@@ -4,13 +4,14 @@
 //!
 //! - `*/unbatched`: one claimer, `claim` then `release(Done)`, one after the other: every write
 //!   is its own transaction (its own fsync with `Full`).
-//! - `*/batched`: 64 concurrent claimers on one store, each `claim_many(16)` then releasing:
-//!   group commit merges the waiting writes into few transactions.
+//! - `*/batched`: 64 concurrent claimers on one store, each `claim_many(16)` then
+//!   `release_many` of those 16 (one transaction each); group commit also merges the
+//!   claimers' transactions.
 //! - `*/raw_insert`: one-row `INSERT` transactions on a plain connection with the same pragmas.
 //!
 //! - `postgres/*` (when `ANANTA_PG_URL` names a server; a database of its own is created and
-//!   dropped): `claim` + `release` with 1, 8 and 32 concurrent claimers on one store, the same
-//!   with `claim_many(16)` and 32 claimers, the raw single-row insert rate, and the latency
+//!   dropped): `claim` + `release` with 1, 8 and 32 concurrent claimers on one store,
+//!   `claim_many(16)` + `release_many` (two transactions per 16 tasks) with 32 claimers, the raw single-row insert rate, and the latency
 //!   from creating a task to its claim by an idle claimer woken by `LISTEN`/`NOTIFY` (p50/p99,
 //!   printed).
 //!
@@ -71,10 +72,8 @@ async fn batched(store: &SqliteStore) -> Duration {
                 if claims.is_empty() {
                     return;
                 }
-                let releases = claims
-                    .into_iter()
-                    .map(|claim| store.release(claim, TaskStatus::Done));
-                for r in futures::future::join_all(releases).await {
+                let releases = claims.into_iter().map(|c| (c, TaskStatus::Done)).collect();
+                for r in store.release_many(releases).await.unwrap() {
                     r.unwrap();
                 }
             }
@@ -161,8 +160,15 @@ async fn drain_pg(store: &PostgresStore, claimers: usize, batch: usize) -> Durat
                 if claims.is_empty() {
                     return;
                 }
-                for claim in claims {
-                    store.release(claim, TaskStatus::Done).await.unwrap();
+                if batch > 1 {
+                    let releases = claims.into_iter().map(|c| (c, TaskStatus::Done)).collect();
+                    for r in store.release_many(releases).await.unwrap() {
+                        r.unwrap();
+                    }
+                } else {
+                    for claim in claims {
+                        store.release(claim, TaskStatus::Done).await.unwrap();
+                    }
                 }
             }
         }));
@@ -291,14 +297,16 @@ fn postgres(c: &mut Criterion) {
             let mut latencies = Vec::new();
             while latencies.len() < N {
                 signal.wait(Duration::from_secs(5)).await;
-                for claim in claimer.claim_many(me.clone(), LEASE, 16).await.unwrap() {
-                    let now = Instant::now();
+                let claims = claimer.claim_many(me.clone(), LEASE, 16).await.unwrap();
+                let now = Instant::now();
+                for claim in &claims {
                     let at = seen_created.lock().unwrap().get(&claim.task_id).copied();
                     if let Some(at) = at {
                         latencies.push(now - at);
                     }
-                    claimer.release(claim, TaskStatus::Done).await.unwrap();
                 }
+                let releases = claims.into_iter().map(|c| (c, TaskStatus::Done)).collect();
+                claimer.release_many(releases).await.unwrap();
             }
             latencies
         });

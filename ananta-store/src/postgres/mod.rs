@@ -2,6 +2,7 @@
 
 mod migrate;
 mod notify;
+mod prepared;
 mod registry;
 mod schema;
 
@@ -204,13 +205,17 @@ impl PostgresStore {
         config.custom_setup = Box::new(move |url| {
             let url = url.to_string();
             async move {
-                tokio::time::timeout(timeout, AsyncPgConnection::establish(&url))
+                let mut conn = tokio::time::timeout(timeout, AsyncPgConnection::establish(&url))
                     .await
                     .unwrap_or_else(|_| {
                         Err(diesel::ConnectionError::BadConnection(format!(
                             "no answer within {timeout:?}"
                         )))
-                    })
+                    })?;
+                session_setup(&mut conn)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
             }
             .boxed()
         });
@@ -222,6 +227,8 @@ impl PostgresStore {
             .build_unchecked(manager);
         // The migrating connection becomes the pool's first one (when the pool is full, it
         // is simply closed).
+        let mut conn = conn;
+        session_setup(&mut conn).await.map_err(map_db)?;
         let _ = pool.add(conn);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -278,49 +285,10 @@ impl PostgresStore {
         claim: &Claim,
         status: TaskStatus,
     ) -> Result<Option<Task>, StoreError> {
-        let from: Vec<String> = TaskStatus::ALL
-            .into_iter()
-            .filter(|s| s.can_transition_to(status))
-            .map(|s| s.as_str().to_string())
-            .collect();
-        let now = serde_json::to_value(Utc::now())
-            .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?;
-        let id = claim.task_id.to_string();
-        let token = i64_of(claim.token)?;
-        let agent = claim.agent.to_string();
-        let todo = TaskStatus::Todo.as_str();
-        let sql = format!(
-            "WITH upd AS ( \
-               UPDATE tasks SET \
-                 status = $1, \
-                 assigned_agent = CASE WHEN $1 = '{todo}' THEN NULL ELSE assigned_agent END, \
-                 lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, \
-                 version = version + 1, \
-                 data = data || jsonb_build_object('status', $1::text, 'lease', NULL::jsonb, \
-                                'version', version + 1, 'updated_at', $2::jsonb) \
-                        || CASE WHEN $1 = '{todo}' THEN jsonb_build_object('assigned_agent', NULL::jsonb) \
-                                ELSE '{{}}'::jsonb END \
-               WHERE id = $3 AND lease_token = $4 AND lease_agent = $5 AND status = ANY($6) \
-               RETURNING id, data), \
-             note AS (SELECT pg_notify('{NOTIFY_CHANNEL}', id) FROM upd WHERE $1 = '{todo}') \
-           SELECT t.data, {STEPS} AS steps FROM upd t WHERE (SELECT count(*) FROM note) >= 0"
-        );
+        let statement = release_statement(claim, status)?;
         let row: Option<TaskRow> = self
             .run(move |c| {
-                async move {
-                    diesel::sql_query(sql)
-                        .bind::<Text, _>(status.as_str())
-                        .bind::<Jsonb, _>(now)
-                        .bind::<Text, _>(id)
-                        .bind::<BigInt, _>(token)
-                        .bind::<Text, _>(agent)
-                        .bind::<Array<Text>, _>(from)
-                        .get_result(c)
-                        .await
-                        .optional()
-                        .map_err(map_db)
-                }
-                .boxed()
+                async move { statement.get_result(c).await.optional().map_err(map_db) }.boxed()
             })
             .await?;
         match row {
@@ -703,12 +671,146 @@ struct Claimed {
     token: i64,
 }
 
+/// Settings of every pooled connection. Bitmap scans are off: on a queue table the
+/// statistics lag far behind the data, and with them PostgreSQL estimated a handful of
+/// claimable tasks where there were tens of thousands, and chose to read all of them through
+/// a bitmap and sort them, for every claim, instead of reading the first few in index order
+/// (a claim took milliseconds instead of microseconds). The store's other statements are
+/// served as well by plain index scans.
+async fn session_setup(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel_async::SimpleAsyncConnection::batch_execute(conn, "SET enable_bitmapscan = off").await
+}
+
+/// The statement of [`PostgresStore::release_fast`] for `claim` and `status`.
+fn release_statement(
+    claim: &Claim,
+    status: TaskStatus,
+) -> Result<prepared::ReleaseStatement, StoreError> {
+    let from: Vec<String> = TaskStatus::ALL
+        .into_iter()
+        .filter(|s| s.can_transition_to(status))
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let now = serde_json::to_value(Utc::now())
+        .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?;
+    Ok(prepared::ReleaseStatement {
+        status: status.as_str(),
+        now,
+        id: claim.task_id.to_string(),
+        token: i64_of(claim.token)?,
+        agent: claim.agent.to_string(),
+        from,
+    })
+}
+
+/// [`TaskStore::release`] inside a transaction: the one-statement form when the claim is
+/// current and the move allowed, else the general path, which reports exactly what is wrong.
+/// A rule broken is `Ok(Err(_))`; a database error aborts the transaction (`Err`).
+async fn release_in(
+    c: &mut AsyncPgConnection,
+    claim: &Claim,
+    status: TaskStatus,
+) -> Result<Result<Task, StoreError>, TxError> {
+    if !status.is_active() {
+        let row: Option<TaskRow> = release_statement(claim, status)
+            .map_err(TxError::Store)?
+            .get_result(c)
+            .await
+            .optional()?;
+        if let Some(row) = row {
+            return Ok(row.into_task());
+        }
+    }
+    let mut task = match lock_task(c, claim.task_id).await {
+        Ok(task) => task,
+        Err(TxError::Store(e)) => return Ok(Err(e)),
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = rules::release(&mut task, claim, status, Utc::now()) {
+        return Ok(Err(e));
+    }
+    save_task(c, &task, false).await?;
+    Ok(Ok(task))
+}
+
+/// The release statement of [`PostgresStore::release_fast`]: moves task `$3` to status `$1`
+/// at time `$2` (JSON) and ends its lease, only if `$4`/`$5` hold the current lease and the
+/// task's status is one of `$6`; announces a task given back to `todo`; returns the task
+/// with its steps.
+fn release_sql() -> String {
+    let todo = TaskStatus::Todo.as_str();
+    format!(
+        "WITH upd AS ( \
+           UPDATE tasks SET \
+             status = $1, \
+             assigned_agent = CASE WHEN $1 = '{todo}' THEN NULL ELSE assigned_agent END, \
+             lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, \
+             version = version + 1, \
+             data = data || jsonb_build_object('status', $1::text, 'lease', NULL::jsonb, \
+                            'version', version + 1, 'updated_at', $2::jsonb) \
+                    || CASE WHEN $1 = '{todo}' THEN jsonb_build_object('assigned_agent', NULL::jsonb) \
+                            ELSE '{{}}'::jsonb END \
+           WHERE id = $3 AND lease_token = $4 AND lease_agent = $5 AND status = ANY($6) \
+           RETURNING id, data), \
+         note AS (SELECT pg_notify('{NOTIFY_CHANNEL}', id) FROM upd WHERE $1 = '{todo}') \
+       SELECT t.data, {STEPS} AS steps FROM upd t WHERE (SELECT count(*) FROM note) >= 0"
+    )
+}
+
+/// The statement of [`TaskStore::release_many`]: the release statement for many claims at
+/// once, given as parallel arrays (`$1` task ids, `$2` tokens, `$3` agents, `$4` new
+/// statuses, `$5` the statuses each task may leave, comma-separated; `$6` the time as JSON).
+/// Each task whose claim is current and whose move is allowed is released; the others are
+/// left alone. Returns the released tasks with their steps.
+fn release_many_sql() -> String {
+    let todo = TaskStatus::Todo.as_str();
+    format!(
+        "WITH r AS ( \
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[]) \
+             AS r(id, token, agent, status, from_statuses)), \
+         upd AS ( \
+           UPDATE tasks t SET \
+             status = r.status, \
+             assigned_agent = CASE WHEN r.status = '{todo}' THEN NULL ELSE t.assigned_agent END, \
+             lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, \
+             version = t.version + 1, \
+             data = t.data || jsonb_build_object('status', r.status, 'lease', NULL::jsonb, \
+                                'version', t.version + 1, 'updated_at', $6::jsonb) \
+                    || CASE WHEN r.status = '{todo}' \
+                            THEN jsonb_build_object('assigned_agent', NULL::jsonb) \
+                            ELSE '{{}}'::jsonb END \
+           FROM r \
+           WHERE t.id = r.id AND t.lease_token = r.token AND t.lease_agent = r.agent \
+             AND t.status = ANY(string_to_array(r.from_statuses, ',')) \
+           RETURNING t.id, t.status, t.data), \
+         note AS (SELECT pg_notify('{NOTIFY_CHANNEL}', id) FROM upd WHERE status = '{todo}') \
+       SELECT t.id, t.data, {STEPS} AS steps FROM upd t WHERE (SELECT count(*) FROM note) >= 0"
+    )
+}
+
+#[derive(QueryableByName)]
+struct ReleasedRow {
+    #[diesel(sql_type = Text)]
+    id: String,
+    #[diesel(sql_type = Jsonb)]
+    data: serde_json::Value,
+    #[diesel(sql_type = Jsonb)]
+    steps: serde_json::Value,
+}
+
 /// The claim statement: picks up to `$6` tasks `$1` may claim at `$3` (the SQL form of
 /// [`rules::is_claimable`]) in claim order ([`rules::claim_order`]), skipping rows other
 /// transactions hold, and takes them as [`rules::claim`] does: in progress, assigned to the
 /// claimer, a new fencing token (`fence + 1`), a lease until `$2`, the next version, and the
 /// same changes merged into `data` (`$4`: status, assignee and change time; `$5`: the lease
 /// without its token).
+///
+/// Three arms, each its own `SELECT … FOR UPDATE SKIP LOCKED` on an index made for it (see
+/// the `claim_indexes` migration): unassigned `todo` tasks (`tasks_open`, whose predicate the
+/// arm repeats word for word so that no other index competes), `todo` tasks assigned to the
+/// claimer (`tasks_mine`), and expired leases (`tasks_rescue`). Each stops after `$6` rows in
+/// claim order; the final `LIMIT` takes the first `$6` of all three. Rows an arm locked but
+/// the final `LIMIT` leaves out are unlocked when the statement's transaction ends.
 fn claim_sql() -> String {
     let todo = TaskStatus::Todo.as_str();
     let in_progress = TaskStatus::InProgress.as_str();
@@ -727,15 +829,32 @@ fn claim_sql() -> String {
                  'version', version + 1, \
                  'lease', $5 || jsonb_build_object('token', fence + 1)) \
          WHERE id IN ( \
-             SELECT id FROM tasks \
-             WHERE (status = '{todo}' \
-                    AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
-                    AND (assigned_agent IS NULL OR assigned_agent = $1)) \
-                OR (status IN ('{in_progress}', '{proposing}') \
-                    AND lease_token IS NOT NULL AND lease_expires_at <= $3) \
+             WITH open AS ( \
+                 SELECT id, priority FROM tasks \
+                 WHERE (status = '{todo}' AND assigned_agent IS NULL) IS TRUE \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                 ORDER BY priority DESC, id \
+                 LIMIT $6 \
+                 FOR UPDATE SKIP LOCKED), \
+             mine AS ( \
+                 SELECT id, priority FROM tasks \
+                 WHERE status = '{todo}' AND assigned_agent = $1 \
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $3) \
+                 ORDER BY priority DESC, id \
+                 LIMIT $6 \
+                 FOR UPDATE SKIP LOCKED), \
+             rescue AS ( \
+                 SELECT id, priority FROM tasks \
+                 WHERE status IN ('{in_progress}', '{proposing}') \
+                   AND lease_token IS NOT NULL AND lease_expires_at <= $3 \
+                 ORDER BY priority DESC, id \
+                 LIMIT $6 \
+                 FOR UPDATE SKIP LOCKED) \
+             SELECT id FROM ( \
+                 SELECT * FROM open UNION ALL SELECT * FROM mine \
+                 UNION ALL SELECT * FROM rescue) c \
              ORDER BY priority DESC, id \
-             LIMIT $6 \
-             FOR UPDATE SKIP LOCKED) \
+             LIMIT $6) \
          RETURNING id, priority, lease_token AS token"
     )
 }
@@ -1081,16 +1200,17 @@ impl TaskStore for PostgresStore {
         let mut rows: Vec<Claimed> = self
             .run(move |c| {
                 async move {
-                    diesel::sql_query(claim_sql())
-                        .bind::<Text, _>(who)
-                        .bind::<BigInt, _>(micros(expires_at))
-                        .bind::<BigInt, _>(micros(now))
-                        .bind::<Jsonb, _>(patch)
-                        .bind::<Jsonb, _>(lease_base)
-                        .bind::<BigInt, _>(limit)
-                        .load(c)
-                        .await
-                        .map_err(map_db)
+                    prepared::ClaimStatement {
+                        agent: who,
+                        expires_at: micros(expires_at),
+                        now: micros(now),
+                        patch,
+                        lease: lease_base,
+                        limit,
+                    }
+                    .load(c)
+                    .await
+                    .map_err(map_db)
                 }
                 .boxed()
             })
@@ -1130,7 +1250,7 @@ impl TaskStore for PostgresStore {
 
     async fn release(&self, claim: Claim, status: TaskStatus) -> Result<Task, StoreError> {
         // The common case in one statement (one round trip instead of five): the claim is
-        // current and the status change allowed. Anything else takes the general path below,
+        // current and the status change allowed. Anything else takes the general path,
         // which reports exactly what is wrong.
         if !status.is_active()
             && let Some(task) = self.release_fast(&claim, status).await?
@@ -1138,11 +1258,86 @@ impl TaskStore for PostgresStore {
             return Ok(task);
         }
         self.tx(move |c| {
+            async move { release_in(c, &claim, status).await?.map_err(TxError::Store) }.boxed()
+        })
+        .await
+    }
+
+    async fn release_many(
+        &self,
+        releases: Vec<(Claim, TaskStatus)>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        if releases.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One transaction, so one commit (one WAL flush) for the whole batch, and one
+        // statement for every claim that is current and may move: the first claim on each
+        // task, to a status a release may set. The rest (later claims on the same task, and
+        // those the statement left alone) take the general path after it, in their order,
+        // which gives each the answer a release one by one would have given.
+        let mut seen = std::collections::HashSet::new();
+        let mut statement = prepared::ReleaseManyStatement {
+            ids: Vec::new(),
+            tokens: Vec::new(),
+            agents: Vec::new(),
+            statuses: Vec::new(),
+            froms: Vec::new(),
+            now: serde_json::to_value(Utc::now())
+                .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?,
+        };
+        let mut in_statement = Vec::with_capacity(releases.len());
+        for (claim, status) in &releases {
+            // Only a task's first claim in the batch: the statement runs before the general
+            // path, so a later claim on a task must not overtake an earlier one.
+            let take = seen.insert(claim.task_id) && !status.is_active();
+            in_statement.push(take);
+            if !take {
+                continue;
+            }
+            statement.ids.push(claim.task_id.to_string());
+            statement.tokens.push(i64_of(claim.token)?);
+            statement.agents.push(claim.agent.to_string());
+            statement.statuses.push(status.as_str().to_string());
+            statement.froms.push(
+                TaskStatus::ALL
+                    .into_iter()
+                    .filter(|s| s.can_transition_to(*status))
+                    .map(TaskStatus::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        self.tx(move |c| {
             async move {
-                let mut task = lock_task(c, claim.task_id).await?;
-                rules::release(&mut task, &claim, status, Utc::now())?;
-                save_task(c, &task, false).await?;
-                Ok(task)
+                let rows: Vec<ReleasedRow> = if statement.ids.is_empty() {
+                    Vec::new()
+                } else {
+                    statement.load(c).await?
+                };
+                let mut released: std::collections::HashMap<String, Result<Task, StoreError>> =
+                    rows.into_iter()
+                        .map(|row| {
+                            let task = TaskRow {
+                                data: row.data,
+                                steps: row.steps,
+                            }
+                            .into_task();
+                            (row.id, task)
+                        })
+                        .collect();
+                let mut out = Vec::with_capacity(releases.len());
+                for ((claim, status), in_statement) in releases.iter().zip(in_statement) {
+                    let done = if in_statement {
+                        released.remove(&claim.task_id.to_string())
+                    } else {
+                        None
+                    };
+                    match done {
+                        Some(task) => out.push(task),
+                        None => out.push(release_in(c, claim, *status).await?),
+                    }
+                }
+                Ok(out)
             }
             .boxed()
         })

@@ -645,6 +645,19 @@ fn claim_in(
     Ok(claims)
 }
 
+/// [`TaskStore::release`] on the writer's connection.
+fn release_in(
+    conn: &mut SqliteConnection,
+    claim: &Claim,
+    status: TaskStatus,
+    now: DateTime<Utc>,
+) -> Result<Task, StoreError> {
+    let mut task = load_task(conn, claim.task_id)?;
+    rules::release(&mut task, claim, status, now)?;
+    save_task(conn, &task, false)?;
+    Ok(task)
+}
+
 #[async_trait]
 impl TaskStore for SqliteStore {
     async fn create_task(&self, task: Task) -> Result<Task, StoreError> {
@@ -952,11 +965,25 @@ impl TaskStore for SqliteStore {
     }
 
     async fn release(&self, claim: Claim, status: TaskStatus) -> Result<Task, StoreError> {
+        self.write(move |conn| release_in(conn, &claim, status, Utc::now()))
+            .await
+    }
+
+    async fn release_many(
+        &self,
+        releases: Vec<(Claim, TaskStatus)>,
+    ) -> Result<Vec<Result<Task, StoreError>>, StoreError> {
+        if releases.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One write, so one transaction. No savepoint per claim: a release checks everything
+        // before its only change, one UPDATE, which SQLite applies whole or not at all.
         self.write(move |conn| {
-            let mut task = load_task(conn, claim.task_id)?;
-            rules::release(&mut task, &claim, status, Utc::now())?;
-            save_task(conn, &task, false)?;
-            Ok(task)
+            let now = Utc::now();
+            Ok(releases
+                .into_iter()
+                .map(|(claim, status)| release_in(conn, &claim, status, now))
+                .collect())
         })
         .await
     }
