@@ -103,10 +103,13 @@ impl SqliteOptions {
 /// (SQLite is compiled in).
 ///
 /// - **Writes** go to one writer thread that owns the only writing connection. It takes every
-///   write waiting at that moment and runs them in one `BEGIN IMMEDIATE` transaction, each in
-///   its own savepoint (a failing write does not affect the others), and answers each caller
-///   only after the commit (*group commit*). Under load this turns many small transactions into
-///   few, which is what makes [`Durability::Full`] fast without weakening it.
+///   write waiting at that moment and runs them in one `BEGIN IMMEDIATE` transaction, and
+///   answers each caller only after the commit (*group commit*). Under load this turns many
+///   small transactions into few, which is what makes [`Durability::Full`] fast without
+///   weakening it. A write refused by the rules (a stale claim, a forbidden move, an unknown
+///   id) changes nothing and does not affect the others; a database error in the middle of a
+///   write rolls back the writes of its transaction, which then fail with
+///   [`StoreError::Unavailable`] saying so.
 /// - **Reads** use a small pool of read-only connections; WAL lets them run while a write
 ///   commits.
 /// - Blocking database work never runs on the async runtime's threads.
@@ -199,8 +202,10 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
+        // `temp_store = MEMORY`: statement journals and sorts stay in memory instead of
+        // temporary files.
         conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;",
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
             options.busy_timeout.as_millis()
         ))
         .map_err(|e| db_error(&path, e))?;
@@ -421,10 +426,12 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T
 
 /// Loads a task and its steps.
 fn load_task(conn: &mut SqliteConnection, id: TaskId) -> Result<Task, StoreError> {
+    // `get_result`, not `first`: a `LIMIT ?` makes SQLite prepare the statement again for
+    // every call (it plans with the bound limit), and a primary key finds one row anyway.
     let data: Option<String> = tasks::table
         .find(id.to_string())
         .select(tasks::data)
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_db)?;
     let data = data.ok_or(StoreError::TaskNotFound(id))?;
@@ -443,7 +450,8 @@ fn load_steps(conn: &mut SqliteConnection, id: &str) -> Result<Vec<StepRecord>, 
     rows.iter().map(|r| from_json("step", r)).collect()
 }
 
-/// Writes a task's row (not its steps) from the task: the JSON and every indexed column.
+/// Writes a task's row (not its steps) from the task: the JSON and every indexed column but,
+/// on update, `template_id` (see [`set_template`]).
 fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(), StoreError> {
     let mut body = task.clone();
     body.steps = Vec::new();
@@ -452,7 +460,6 @@ fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(
     let status = task.status.as_str();
     let priority = task.priority as i32;
     let assigned = task.assigned_agent.as_ref().map(ToString::to_string);
-    let template = task.template_id.map(|t| t.to_string());
     let lease_agent = task.lease.as_ref().map(|l| l.agent.to_string());
     let lease_token = task.lease.as_ref().map(|l| i64_of(l.token)).transpose()?;
     let lease_expires = task.lease.as_ref().map(|l| micros(l.expires_at));
@@ -463,7 +470,7 @@ fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(
             tasks::status.eq(status),
             tasks::priority.eq(priority),
             tasks::assigned_agent.eq(assigned),
-            tasks::template_id.eq(template),
+            tasks::template_id.eq(task.template_id.map(|t| t.to_string())),
             tasks::lease_agent.eq(lease_agent),
             tasks::lease_token.eq(lease_token),
             tasks::lease_expires_at.eq(lease_expires),
@@ -480,7 +487,6 @@ fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(
             status,
             priority,
             assigned,
-            template,
             lease_agent,
             lease_token,
             lease_expires,
@@ -493,16 +499,17 @@ fn save_task(conn: &mut SqliteConnection, task: &Task, insert: bool) -> Result<(
     Ok(())
 }
 
-/// `UPDATE tasks SET <every column> WHERE id = ?`, written out so that the connection keeps
-/// it prepared: diesel never caches its own `UPDATE` statements, and preparing one again for
-/// every write cost more than running it.
+/// `UPDATE tasks SET <every column but template_id> WHERE id = ?`, written out so that the
+/// connection keeps it prepared: diesel never caches its own `UPDATE` statements, and
+/// preparing one again for every write cost more than running it. Leaving out the one
+/// column with a foreign key spares SQLite a foreign-key check and a statement journal per
+/// write; [`set_template`] writes it when it changes.
 #[derive(diesel::query_builder::QueryId)]
 struct UpdateTaskRow {
     id: String,
     status: &'static str,
     priority: i32,
     assigned: Option<String>,
-    template: Option<String>,
     lease_agent: Option<String>,
     lease_token: Option<i64>,
     lease_expires: Option<i64>,
@@ -522,8 +529,6 @@ impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for UpdateTask
         out.push_bind_param::<Integer, _>(&self.priority)?;
         out.push_sql(", assigned_agent = ");
         out.push_bind_param::<Nullable<Text>, _>(&self.assigned)?;
-        out.push_sql(", template_id = ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.template)?;
         out.push_sql(", lease_agent = ");
         out.push_bind_param::<Nullable<Text>, _>(&self.lease_agent)?;
         out.push_sql(", lease_token = ");
@@ -542,6 +547,16 @@ impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for UpdateTask
 
 impl RunQueryDsl<SqliteConnection> for UpdateTaskRow {}
 
+/// Writes a task's `template_id` column from the task (after [`save_task`] when the template
+/// changed).
+fn set_template(conn: &mut SqliteConnection, task: &Task) -> Result<(), StoreError> {
+    diesel::update(tasks::table.find(task.id.to_string()))
+        .set(tasks::template_id.eq(task.template_id.map(|t| t.to_string())))
+        .execute(conn)
+        .map_err(map_db)?;
+    Ok(())
+}
+
 fn template_exists(conn: &mut SqliteConnection, id: TemplateId) -> Result<bool, StoreError> {
     diesel::select(diesel::dsl::exists(templates::table.find(id.to_string())))
         .get_result(conn)
@@ -552,7 +567,7 @@ fn load_template(conn: &mut SqliteConnection, id: TemplateId) -> Result<Template
     let data: Option<String> = templates::table
         .find(id.to_string())
         .select(templates::data)
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_db)?;
     from_json("template", &data.ok_or(StoreError::TemplateNotFound(id))?)
@@ -584,7 +599,7 @@ fn claimable(
 ) -> Result<Vec<String>, StoreError> {
     let now = micros(now);
     let agent = agent.to_string();
-    let todo: Vec<(String, i32)> = tasks::table
+    let todo = tasks::table
         .filter(tasks::status.eq(TaskStatus::Todo.as_str()))
         .filter(
             tasks::lease_expires_at
@@ -597,11 +612,9 @@ fn claimable(
                 .or(tasks::assigned_agent.eq(agent)),
         )
         .order((tasks::priority.desc(), tasks::id.asc()))
-        .select((tasks::id, tasks::priority))
-        .limit(n)
-        .load(conn)
-        .map_err(map_db)?;
-    let rescue: Vec<(String, i32)> = tasks::table
+        .select((tasks::id, tasks::priority));
+    let todo = first_rows(todo, conn, n)?;
+    let rescue = tasks::table
         .filter(tasks::lease_expires_at.le(now))
         .filter(tasks::lease_token.is_not_null())
         // Two `=` instead of `IN (…)`: diesel keeps statements with `IN` binds unprepared.
@@ -611,15 +624,32 @@ fn claimable(
                 .or(tasks::status.eq(TaskStatus::Proposing.as_str())),
         )
         .order((tasks::priority.desc(), tasks::id.asc()))
-        .select((tasks::id, tasks::priority))
-        .limit(n)
-        .load(conn)
-        .map_err(map_db)?;
+        .select((tasks::id, tasks::priority));
+    let rescue = first_rows(rescue, conn, n)?;
     let mut all = todo;
     all.extend(rescue);
     all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     all.truncate(usize::try_from(n).unwrap_or(usize::MAX));
     Ok(all.into_iter().map(|(id, _)| id).collect())
+}
+
+/// The first `n` rows of `query`, read one by one (SQLite stops there). Not `LIMIT ?`: with a
+/// bound limit SQLite prepares the statement again for every call.
+fn first_rows<Q>(
+    query: Q,
+    conn: &mut SqliteConnection,
+    n: i64,
+) -> Result<Vec<(String, i32)>, StoreError>
+where
+    Q: diesel::query_dsl::LoadQuery<'static, SqliteConnection, (String, i32)>,
+{
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    query
+        .load_iter::<(String, i32), diesel::connection::DefaultLoadingMode>(conn)
+        .map_err(map_db)?
+        .take(n)
+        .map(|row| row.map_err(map_db))
+        .collect()
 }
 
 fn claim_in(
@@ -744,8 +774,12 @@ impl TaskStore for SqliteStore {
             {
                 return Err(StoreError::TemplateNotFound(template));
             }
+            let template_changed = update.template_id.is_some();
             rules::update(&mut task, update, expected_version, Utc::now())?;
             save_task(conn, &task, false)?;
+            if template_changed {
+                set_template(conn, &task)?;
+            }
             Ok(task)
         })
         .await
@@ -976,8 +1010,8 @@ impl TaskStore for SqliteStore {
         if releases.is_empty() {
             return Ok(Vec::new());
         }
-        // One write, so one transaction. No savepoint per claim: a release checks everything
-        // before its only change, one UPDATE, which SQLite applies whole or not at all.
+        // One write, so one transaction. A release checks everything before its only change,
+        // one UPDATE, which SQLite applies whole or not at all: a refused one changes nothing.
         self.write(move |conn| {
             let now = Utc::now();
             Ok(releases

@@ -19,7 +19,7 @@ fn load_agent(conn: &mut SqliteConnection, id: &AgentId) -> Result<Option<AgentI
     let data: Option<String> = agents::table
         .find(id.as_str())
         .select(agents::data)
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map_err(map_db)?;
     data.map(|d| from_json("agent", &d)).transpose()
