@@ -21,7 +21,6 @@ use ananta_core::{
 use ananta_examples::DemoGuard;
 use ananta_exec::ShellExecutor;
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
-use ananta_store::SqliteStore;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -67,25 +66,28 @@ async fn main() -> anyhow::Result<()> {
     // The board lives in a SQLite file under the working directory (run the quickstart twice
     // and the second run shows the first run's tasks), or where DATABASE_URL points, e.g.
     // postgres://user@host/db.
-    let (store, store_label): (Arc<dyn TaskStore>, String) = match std::env::var("DATABASE_URL") {
+    // The agents registry lives in the same database, so the Hub's agents survive a restart
+    // like its tasks.
+    let (opened, store_label) = match std::env::var("DATABASE_URL") {
         Ok(url) if !url.trim().is_empty() => {
-            let store = ananta_store::open_url(&url).await?;
+            let opened = ananta_store::open_url_with_registry(&url).await?;
             let shown = url
                 .rsplit_once('@')
                 .map_or(url.clone(), |(_, host)| format!("…@{host}"));
-            (store, format!("{shown} (DATABASE_URL)"))
+            (opened, format!("{shown} (DATABASE_URL)"))
         }
         _ => {
             std::fs::create_dir_all(".ananta")?;
-            let store = SqliteStore::open(".ananta/quickstart.db").await?;
-            (
-                Arc::new(store),
-                "SqliteStore in .ananta/quickstart.db".to_string(),
-            )
+            let opened = ananta_store::open_url_with_registry(".ananta/quickstart.db").await?;
+            (opened, "SqliteStore in .ananta/quickstart.db".to_string())
         }
     };
+    let store: Arc<dyn TaskStore> = opened.store;
     let earlier = store.list_tasks(Default::default()).await?;
-    let hub = Hub::builder().store(store).build()?;
+    let hub = Hub::builder()
+        .store(store.clone())
+        .registry(opened.registry)
+        .build()?;
     let worker = Worker::builder(AgentId::new("worker-1")?)
         .llm(llm)
         .executor(executor)
@@ -94,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
         .temperature(0.0)
         .max_tokens(256)
         .build()?;
-    hub.register_agent(worker.card(), Arc::new(worker.clone()))
+    let info = hub
+        .register_agent(worker.card(), Arc::new(worker.clone()))
         .await?;
 
     println!("Ananta quickstart");
@@ -104,6 +107,12 @@ async fn main() -> anyhow::Result<()> {
         workspace.path().display()
     );
     println!("  store:     {store_label}");
+    println!(
+        "  agent:     {} (registered {}, card version {})",
+        info.card.name,
+        info.registered_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        info.card_version
+    );
     if earlier.is_empty() {
         println!("  (an empty board: this is the first run here)");
     } else {

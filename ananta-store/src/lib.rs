@@ -79,4 +79,4 @@ pub use memory::MemoryStore;
 pub use postgres::{POSTGRES_MIGRATIONS, PostgresOptions, PostgresStore, WorkSignal};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
-pub use url::open_url;
+pub use url::{OpenedStore, open_url, open_url_with_registry};
