@@ -129,21 +129,46 @@ where
     Fut: Future<Output = S>,
     S: TaskStore + 'static,
 {
+    let make = &make_store;
+    run_suite(
+        "TaskStore",
+        cases,
+        |case| case.name,
+        |case| {
+            let case = *case;
+            async move {
+                let store: DynStore = Arc::new(make().await);
+                (case.run)(store).await;
+            }
+        },
+    )
+    .await;
+}
+
+/// Runs each case (`run` makes its subject and runs it), catching panics; then panics naming
+/// every failed case of `suite` and its message. Shared by the conformance suites.
+pub(crate) async fn run_suite<C, Fut>(
+    suite: &str,
+    cases: &[C],
+    name: impl Fn(&C) -> &'static str,
+    run: impl Fn(&C) -> Fut,
+) where
+    Fut: Future<Output = ()>,
+{
     let mut failures = Vec::new();
     for case in cases {
-        tracing::info!(case = case.name, "running TaskStore conformance case");
-        let store: DynStore = Arc::new(make_store().await);
-        if let Err(payload) = AssertUnwindSafe((case.run)(store)).catch_unwind().await {
+        tracing::info!(case = name(case), "running {suite} conformance case");
+        if let Err(payload) = AssertUnwindSafe(run(case)).catch_unwind().await {
             failures.push(format!(
                 "- {}: {}",
-                case.name,
+                name(case),
                 panic_message(payload.as_ref())
             ));
         }
     }
     if !failures.is_empty() {
         panic!(
-            "TaskStore conformance: {} of {} case(s) failed:\n{}",
+            "{suite} conformance: {} of {} case(s) failed:\n{}",
             failures.len(),
             cases.len(),
             failures.join("\n")

@@ -36,7 +36,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, Location};
+use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +45,9 @@ use ananta_core::error::RegistryError;
 use ananta_core::ids::AgentId;
 use ananta_core::registry::{AgentMatch, AgentRegistry, rank_agents};
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::conformance::panic_message;
+use crate::conformance::run_suite;
 
 /// The registry under test, shared so that cases can hand it to spawned tasks.
 pub type DynRegistry = Arc<dyn AgentRegistry>;
@@ -108,26 +107,20 @@ where
     Fut: Future<Output = R>,
     R: AgentRegistry + 'static,
 {
-    let mut failures = Vec::new();
-    for case in cases {
-        tracing::info!(case = case.name, "running AgentRegistry conformance case");
-        let registry: DynRegistry = Arc::new(make_registry().await);
-        if let Err(payload) = AssertUnwindSafe((case.run)(registry)).catch_unwind().await {
-            failures.push(format!(
-                "- {}: {}",
-                case.name,
-                panic_message(payload.as_ref())
-            ));
-        }
-    }
-    if !failures.is_empty() {
-        panic!(
-            "AgentRegistry conformance: {} of {} case(s) failed:\n{}",
-            failures.len(),
-            cases.len(),
-            failures.join("\n")
-        );
-    }
+    let make = &make_registry;
+    run_suite(
+        "AgentRegistry",
+        cases,
+        |case| case.name,
+        |case| {
+            let case = *case;
+            async move {
+                let registry: DynRegistry = Arc::new(make().await);
+                (case.run)(registry).await;
+            }
+        },
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
