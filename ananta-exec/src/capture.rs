@@ -107,8 +107,12 @@ fn complete_prefix_len(bytes: &[u8]) -> usize {
 /// Never stops reading because of the cap (the child must not block on a full pipe) or because
 /// of the sink (a full channel drops the chunk, a closed one is forgotten). A read error ends
 /// the stream (logged, and the capture marked truncated since output may be missing).
-pub(crate) async fn pump<R>(mut pipe: R, capture: &mut Capture, mut sink: Option<OutputSink>)
-where
+pub(crate) async fn pump<R>(
+    mut pipe: R,
+    capture: &mut Capture,
+    mut sink: Option<OutputSink>,
+    redactor: &crate::redact::Redactor,
+) where
     R: AsyncRead + Unpin,
 {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -126,9 +130,11 @@ where
         let chunk = &buf[..n];
         capture.push(chunk);
         if let Some(tx) = &sink {
+            // Per chunk: a secret split across two reads is not caught here (the outcome's
+            // text, redacted whole, is).
             match tx.try_send(OutputChunk {
                 stream: capture.stream,
-                data: chunk.to_vec(),
+                data: redactor.redact_bytes(chunk).into_owned(),
             }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => capture.dropped_chunks += 1,
@@ -197,7 +203,13 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1);
         let mut c = Capture::new(OutputStream::Stdout, 100);
         let data = vec![b'x'; 3 * READ_CHUNK];
-        pump(&data[..], &mut c, Some(tx)).await;
+        pump(
+            &data[..],
+            &mut c,
+            Some(tx),
+            &crate::redact::Redactor::default(),
+        )
+        .await;
         assert_eq!(c.total(), data.len() as u64);
         assert_eq!(c.dropped_chunks(), 2);
         let first = rx.recv().await.unwrap();

@@ -7,7 +7,9 @@
 //! period), background processes that keep the output pipes open cannot hang a run, stdout and
 //! stderr are capped in bytes (with `truncated` flags) while still being drained, invalid UTF-8
 //! is replaced rather than fatal, and output chunks can be streamed to the caller as they
-//! arrive. Dropping a run's future kills its process group.
+//! arrive. Dropping a run's future kills its process group. The values of secret-looking
+//! environment variables (`*_KEY`, `*_TOKEN`, `*PASSWORD*`…) of the host and of the command are
+//! replaced in the output ([`redact`]), so they reach no log, task history or model.
 //!
 //! Unix only.
 //!
@@ -32,6 +34,7 @@ compile_error!("ananta-exec supports Unix platforms only");
 
 mod capture;
 mod group;
+pub mod redact;
 mod shell;
 
 pub use shell::{

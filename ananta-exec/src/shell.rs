@@ -302,6 +302,7 @@ impl ShellExecutor {
         tracing::Span::current().record("pgid", pgid);
         tracing::debug!(cwd = %prepared.cwd.display(), timeout = ?prepared.timeout, "command started");
 
+        let redactor = crate::redact::Redactor::for_process_and(&prepared.env);
         let mut out = Capture::new(OutputStream::Stdout, self.config.stdout_cap);
         let mut err = Capture::new(OutputStream::Stderr, self.config.stderr_cap);
         let stdout = child.stdout.take();
@@ -311,12 +312,12 @@ impl ShellExecutor {
             let readers = futures::future::join(
                 async {
                     if let Some(pipe) = stdout {
-                        pump(pipe, &mut out, sink.clone()).await;
+                        pump(pipe, &mut out, sink.clone(), &redactor).await;
                     }
                 },
                 async {
                     if let Some(pipe) = stderr {
-                        pump(pipe, &mut err, sink.clone()).await;
+                        pump(pipe, &mut err, sink.clone(), &redactor).await;
                     }
                 },
             );
@@ -359,6 +360,8 @@ impl ShellExecutor {
         let (stdout_total, stderr_total) = (out.total(), err.total());
         let (stdout, stdout_truncated) = out.into_text();
         let (stderr, stderr_truncated) = err.into_text();
+        let stdout = redactor.redact(&stdout).into_owned();
+        let stderr = redactor.redact(&stderr).into_owned();
         let outcome = ExecOutcome {
             exit_code: status.code(),
             signal: status.signal(),

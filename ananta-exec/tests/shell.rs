@@ -182,13 +182,17 @@ async fn environment_is_an_allowlist() {
     )
     .await;
     assert_eq!(out.stdout, "/nowhere");
+    // An allowlisted variable with a secret-looking name comes through to the command, and
+    // its value is redacted in what the command prints.
     let exec = exec.with_allowed_env("ANANTA_TEST_SECRET");
     let out = run(
         &exec,
-        ExecRequest::new(r#"printf %s "$ANANTA_TEST_SECRET""#),
+        ExecRequest::new(
+            r#"[ "$ANANTA_TEST_SECRET" = hunter2 ] && printf %s "$ANANTA_TEST_SECRET""#,
+        ),
     )
     .await;
-    assert_eq!(out.stdout, "hunter2");
+    assert_eq!(out.stdout, "[redacted ANANTA_TEST_SECRET]");
 }
 
 #[tokio::test]
@@ -427,5 +431,38 @@ async fn parent_death_signal_option_still_runs_commands() {
     assert_eq!(
         (outcome.exit_code, outcome.stdout.as_str()),
         (Some(0), "ok\n")
+    );
+}
+
+#[tokio::test]
+async fn secret_looking_values_never_leave_the_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(dir.path()).with_env("SERVICE_PASSWORD", "configured-pass-42");
+    let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
+    let req = ExecRequest::new("echo \"key=$MY_API_TOKEN\"; env; echo \"$SERVICE_PASSWORD\" >&2")
+        .env("MY_API_TOKEN", "tok-0123456789abcdef")
+        .env("PLAIN", "visible-value");
+    let outcome = exec.run(req, Some(tx)).await.unwrap();
+    assert!(outcome.success(), "{outcome:?}");
+    for secret in ["tok-0123456789abcdef", "configured-pass-42"] {
+        assert!(
+            !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
+            "{secret} leaked: {outcome:?}"
+        );
+    }
+    assert!(outcome.stdout.contains("key=[redacted MY_API_TOKEN]"));
+    assert!(
+        outcome.stdout.contains("PLAIN=visible-value"),
+        "other values stay"
+    );
+    assert!(outcome.stderr.contains("[redacted SERVICE_PASSWORD]"));
+    let mut streamed = Vec::new();
+    while let Ok(chunk) = rx.try_recv() {
+        streamed.extend_from_slice(&chunk.data);
+    }
+    let streamed = String::from_utf8_lossy(&streamed);
+    assert!(
+        !streamed.contains("tok-0123456789abcdef") && streamed.contains("[redacted MY_API_TOKEN]"),
+        "streamed chunks are redacted too: {streamed}"
     );
 }
