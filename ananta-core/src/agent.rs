@@ -217,6 +217,9 @@ pub struct ExecuteRequest {
     /// A command to run instead of the proposal (e.g. one a human edited).
     #[serde(default)]
     pub command: Option<String>,
+    /// A human approved the command: a gate's `NeedsApproval` is satisfied (a `Deny` is not).
+    #[serde(default)]
+    pub approved: bool,
 }
 
 /// How the Hub reaches an agent: an in-process `Worker` implements it directly; a remote

@@ -123,6 +123,12 @@ pub enum ExecError {
         /// Why the rule refuses it.
         reason: String,
     },
+    /// The command was not run: a human must approve it first.
+    #[error("command needs approval: {}", reasons.join("; "))]
+    NeedsApproval {
+        /// Why, one reason per part of the command that needs a look.
+        reasons: Vec<String>,
+    },
     /// The process could not be started.
     #[error("failed to start command: {0}")]
     Spawn(String),

@@ -165,6 +165,60 @@ pub fn head_tail(text: &str, budget: usize) -> String {
     )
 }
 
+/// What a [`CommandGate`] decides about a command before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Run it.
+    Allow,
+    /// Run it only once a human approved it (see `Hub::approve`).
+    NeedsApproval {
+        /// Why, one reason per part of the command that needs a look.
+        reasons: Vec<String>,
+    },
+    /// Never run it.
+    Deny {
+        /// The rule that forbids it.
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decides whether a command may run, needs a human's approval, or is refused.
+///
+/// A [`Worker`](crate::worker::Worker) with a gate asks it before every command it runs:
+/// a refused command fails with [`ExecError::Denied`], one that needs approval with
+/// [`ExecError::NeedsApproval`] (a Hub then leaves the task `blocked` until
+/// `Hub::approve` or `Hub::reject`). `ananta_exec::CommandPolicy` is the parsing policy
+/// that implements it; a closure `Fn(&str) -> Decision` does too.
+///
+/// ```
+/// use ananta_core::exec::{CommandGate, Decision};
+///
+/// let gate = |command: &str| {
+///     if command.starts_with("rm ") {
+///         Decision::NeedsApproval { reasons: vec!["removes files".into()] }
+///     } else {
+///         Decision::Allow
+///     }
+/// };
+/// assert_eq!(gate.decide("ls"), Decision::Allow);
+/// ```
+pub trait CommandGate: Send + Sync {
+    /// The decision for `command` (a whole shell script).
+    fn decide(&self, command: &str) -> Decision;
+}
+
+impl<F> CommandGate for F
+where
+    F: Fn(&str) -> Decision + Send + Sync,
+{
+    fn decide(&self, command: &str) -> Decision {
+        self(command)
+    }
+}
+
 /// Which stream a chunk of output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -485,10 +485,147 @@ impl Hub {
 
     /// Lets the assigned agent execute `command`, or the task's pending proposal when `None`.
     /// The step is appended to the task's history (which clears the proposal) and logged.
+    ///
+    /// When the agent's gate holds the command for a human, nothing runs: the task moves to
+    /// `blocked` with the proposal waiting (its `needs_approval` holds the reasons), the
+    /// request is logged (`approval_required`), and the call fails with
+    /// [`ExecError::NeedsApproval`]; [`Hub::approve`] or [`Hub::reject`] goes on from there.
     pub async fn execute(
         &self,
         task_id: TaskId,
         command: Option<String>,
+    ) -> Result<StepRecord, Error> {
+        self.execute_step(task_id, command, false).await
+    }
+
+    /// Approves the command a task waits on and runs it (`command` replaces it when the human
+    /// edited it). The decision is logged (`approval`). Fails with
+    /// [`Error::InvalidInput`] when the task waits on no approval; a gate's `Deny` still
+    /// refuses an edited command.
+    pub async fn approve(
+        &self,
+        task_id: TaskId,
+        command: Option<String>,
+    ) -> Result<StepRecord, Error> {
+        let task = self.waiting_for_approval(task_id).await?;
+        let waiting = task.proposal.as_ref().map(|p| p.command.clone());
+        self.log(
+            LogEntry::new(
+                Direction::In,
+                "approval",
+                json!({
+                    "approved": true,
+                    "command": command.clone().or(waiting),
+                    "edited": command.is_some(),
+                }),
+            )
+            .task(task_id),
+        )
+        .await;
+        self.execute_step(task_id, command, true).await
+    }
+
+    /// Rejects the command a task waits on: the proposal is dropped and the task goes back to
+    /// `in_progress` (its agent proposes again on the next step). The decision and `reason`
+    /// are logged (`approval`).
+    pub async fn reject(&self, task_id: TaskId, reason: impl Into<String>) -> Result<Task, Error> {
+        let task = self.waiting_for_approval(task_id).await?;
+        let reason = reason.into();
+        self.log(
+            LogEntry::new(
+                Direction::In,
+                "approval",
+                json!({
+                    "approved": false,
+                    "command": task.proposal.as_ref().map(|p| p.command.clone()),
+                    "reason": reason,
+                }),
+            )
+            .task(task_id),
+        )
+        .await;
+        let update = TaskUpdate {
+            status: Some(TaskStatus::InProgress),
+            proposal: Some(None),
+            ..TaskUpdate::default()
+        };
+        let updated = self
+            .inner
+            .store
+            .update_task(task_id, update, Some(task.version))
+            .await?;
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(updated.clone()),
+        });
+        Ok(updated)
+    }
+
+    /// The task, when it is `blocked` on a proposal that needs approval.
+    async fn waiting_for_approval(&self, task_id: TaskId) -> Result<Task, Error> {
+        let task = self.inner.store.get_task(task_id).await?;
+        let waiting = task.status == TaskStatus::Blocked
+            && task
+                .proposal
+                .as_ref()
+                .is_some_and(|p| !p.needs_approval.is_empty());
+        if waiting {
+            Ok(task)
+        } else {
+            Err(Error::InvalidInput(format!(
+                "task {task_id} is not waiting for an approval"
+            )))
+        }
+    }
+
+    /// Holds the task for a human: `blocked`, with the command (the proposal, or the one
+    /// given) waiting and the gate's reasons on it.
+    async fn hold_for_approval(
+        &self,
+        task_id: TaskId,
+        command: Option<String>,
+        reasons: &[String],
+    ) -> Result<(), Error> {
+        let task = self.inner.store.get_task(task_id).await?;
+        let mut proposal = match (task.proposal.clone(), command) {
+            (Some(mut p), Some(c)) => {
+                p.command = c;
+                p
+            }
+            (Some(p), None) => p,
+            (None, Some(c)) => Proposal::new("given directly", c),
+            (None, None) => return Err(AgentError::NoCommand(task_id).into()),
+        };
+        proposal.needs_approval = reasons.to_vec();
+        let update = TaskUpdate {
+            status: Some(TaskStatus::Blocked),
+            proposal: Some(Some(proposal.clone())),
+            ..TaskUpdate::default()
+        };
+        let updated = self
+            .inner
+            .store
+            .update_task(task_id, update, Some(task.version))
+            .await?;
+        self.log(
+            LogEntry::new(
+                Direction::Out,
+                "approval_required",
+                json!({"command": proposal.command, "reasons": reasons}),
+            )
+            .task(task_id),
+        )
+        .await;
+        self.publish(EventKind::TaskUpdated {
+            task: Box::new(updated),
+        });
+        Ok(())
+    }
+
+    async fn execute_step(
+        &self,
+        task_id: TaskId,
+        command: Option<String>,
+        approved: bool,
     ) -> Result<StepRecord, Error> {
         let task = self.inner.store.get_task(task_id).await?;
         if let Some(c) = &command {
@@ -515,9 +652,19 @@ impl Hub {
             .step(index),
         )
         .await;
-        let result = client.execute(ExecuteRequest { task, command }).await;
+        let result = client
+            .execute(ExecuteRequest {
+                task,
+                command: command.clone(),
+                approved,
+            })
+            .await;
         let step = match result {
             Ok(step) => step,
+            Err(AgentError::Exec(ExecError::NeedsApproval { reasons })) => {
+                self.hold_for_approval(task_id, command, &reasons).await?;
+                return Err(ExecError::NeedsApproval { reasons }.into());
+            }
             Err(e) => {
                 self.log(
                     LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))

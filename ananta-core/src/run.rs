@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::Error;
+use crate::error::{AgentError, Error, ExecError};
 use crate::task::{Proposal, Proposed, StepRecord, TokenUsage};
 
 /// Budgets and cancellation of an autonomous run.
@@ -66,6 +66,12 @@ pub enum StopReason {
     TokenBudget,
     /// The run was cancelled.
     Cancelled,
+    /// The proposed command waits for a human's approval (the task stays `blocked` with its
+    /// proposal until `Hub::approve` or `Hub::reject`).
+    AwaitingApproval {
+        /// Why it needs approval.
+        reasons: Vec<String>,
+    },
 }
 
 /// What a run did.
@@ -139,7 +145,17 @@ pub(crate) async fn drive<D: StepDriver>(
                         report.stop = StopReason::Cancelled;
                         return Ok(report);
                     }
-                    step = driver.execute(proposal) => { step?; }
+                    step = driver.execute(proposal) => match step {
+                        Ok(_) => {}
+                        Err(Error::Exec(ExecError::NeedsApproval { reasons }))
+                        | Err(Error::Agent(AgentError::Exec(ExecError::NeedsApproval {
+                            reasons,
+                        }))) => {
+                            report.stop = StopReason::AwaitingApproval { reasons };
+                            return Ok(report);
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 report.steps += 1;
             }

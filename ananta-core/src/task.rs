@@ -218,6 +218,9 @@ pub struct Proposal {
     pub agent: Option<AgentId>,
     /// When it was proposed.
     pub proposed_at: DateTime<Utc>,
+    /// Why it waits for a human's approval before it runs (empty: it does not wait).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_approval: Vec<String>,
 }
 
 impl Proposal {
@@ -231,6 +234,7 @@ impl Proposal {
             usage: None,
             agent: None,
             proposed_at: Utc::now(),
+            needs_approval: Vec::new(),
         }
     }
 }

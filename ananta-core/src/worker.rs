@@ -8,8 +8,8 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::agent::{AgentCard, AgentClient, ExecuteRequest, ProposeRequest};
-use crate::error::{AgentError, Error};
-use crate::exec::{ExecRequest, Executor};
+use crate::error::{AgentError, Error, ExecError};
+use crate::exec::{CommandGate, Decision, ExecRequest, Executor};
 use crate::ids::AgentId;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
 use crate::log::{Direction, LogEntry, LogQuery};
@@ -44,6 +44,7 @@ pub struct WorkerBuilder {
     settings: Settings,
     llm: Option<Arc<dyn LlmProvider>>,
     executor: Option<Arc<dyn Executor>>,
+    gate: Option<Arc<dyn CommandGate>>,
 }
 
 impl WorkerBuilder {
@@ -56,6 +57,16 @@ impl WorkerBuilder {
     /// The executor that runs them (required).
     pub fn executor(mut self, executor: Arc<dyn Executor>) -> Self {
         self.executor = Some(executor);
+        self
+    }
+
+    /// The gate every command passes before it runs (none by default: every command runs).
+    /// A refused command fails with [`ExecError::Denied`](crate::error::ExecError::Denied);
+    /// one that needs a human with
+    /// [`ExecError::NeedsApproval`](crate::error::ExecError::NeedsApproval) until it is run
+    /// with approval ([`Worker::approve`], or `Hub::approve` for a Hub's task).
+    pub fn gate(mut self, gate: Arc<dyn CommandGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 
@@ -132,6 +143,7 @@ impl WorkerBuilder {
                 settings,
                 llm,
                 executor,
+                gate: self.gate,
                 log: Mutex::new(LogRing {
                     entries: VecDeque::new(),
                     next_seq: 1,
@@ -150,6 +162,7 @@ struct WorkerInner {
     settings: Settings,
     llm: Arc<dyn LlmProvider>,
     executor: Arc<dyn Executor>,
+    gate: Option<Arc<dyn CommandGate>>,
     log: Mutex<LogRing>,
 }
 
@@ -190,6 +203,7 @@ impl Worker {
             },
             llm: None,
             executor: None,
+            gate: None,
         }
     }
 
@@ -334,6 +348,7 @@ impl Worker {
                 usage: response.usage,
                 agent: Some(inner.settings.name.clone()),
                 proposed_at: Utc::now(),
+                needs_approval: Vec::new(),
             }),
             ParsedAnswer::Done { summary } => Proposed::Done(Completion {
                 summary,
@@ -344,11 +359,32 @@ impl Worker {
     }
 
     /// Runs `command` (or the task's pending proposal) and returns the step record; it does
-    /// not change `task` (see [`Worker::run`] for that).
+    /// not change `task` (see [`Worker::run`] for that). With a [gate](WorkerBuilder::gate),
+    /// a command it refuses or holds for approval is not run.
     pub async fn execute(
         &self,
         task: &Task,
         command: Option<String>,
+    ) -> Result<StepRecord, AgentError> {
+        self.execute_step(task, command, false).await
+    }
+
+    /// [`Worker::execute`] for a command a human approved: the gate's `NeedsApproval` is
+    /// satisfied (its `Deny` still refuses). `command` replaces the proposal when the human
+    /// edited it.
+    pub async fn approve(
+        &self,
+        task: &Task,
+        command: Option<String>,
+    ) -> Result<StepRecord, AgentError> {
+        self.execute_step(task, command, true).await
+    }
+
+    async fn execute_step(
+        &self,
+        task: &Task,
+        command: Option<String>,
+        approved: bool,
     ) -> Result<StepRecord, AgentError> {
         let proposal = task.proposal.clone();
         let command = match command {
@@ -364,10 +400,38 @@ impl Worker {
                 .ok_or(AgentError::NoCommand(task.id))?,
         };
         let index = task.next_step_index().unwrap_or(u32::MAX);
+        if let Some(gate) = &self.inner.gate {
+            let refusal = match gate.decide(&command) {
+                Decision::Allow => None,
+                Decision::NeedsApproval { .. } if approved => None,
+                Decision::NeedsApproval { reasons } => {
+                    Some(("approval_required", ExecError::NeedsApproval { reasons }))
+                }
+                Decision::Deny { rule, reason } => {
+                    Some(("denied", ExecError::Denied { rule, reason }))
+                }
+            };
+            if let Some((kind, error)) = refusal {
+                self.log(
+                    LogEntry::new(
+                        Direction::Out,
+                        kind,
+                        json!({"command": command, "error": error.to_string()}),
+                    )
+                    .task(task.id)
+                    .step(index),
+                );
+                return Err(error.into());
+            }
+        }
         self.log(
-            LogEntry::new(Direction::In, "command", json!({"command": command}))
-                .task(task.id)
-                .step(index),
+            LogEntry::new(
+                Direction::In,
+                "command",
+                json!({"command": command, "approved": approved}),
+            )
+            .task(task.id)
+            .step(index),
         );
         let started_at = Utc::now();
         let outcome = match self
@@ -408,7 +472,9 @@ impl Worker {
     }
 
     /// Works on `task` autonomously: propose → execute → feed the output back, until the model
-    /// says the task is done, a budget in `limits` is used up, or `limits.cancel` fires. Steps
+    /// says the task is done, a budget in `limits` is used up, `limits.cancel` fires, or the
+    /// gate holds a command for approval (the proposal then stays on `task` with its
+    /// `needs_approval` reasons; run it with [`Worker::approve`]). Steps
     /// are appended to `task.steps` as they happen, so nothing is lost when it returns an error.
     /// It does not change the task's status (a Hub does that).
     pub async fn run(
@@ -453,7 +519,17 @@ impl StepDriver for LocalDriver<'_> {
 
     async fn execute(&mut self, proposal: Proposal) -> Result<StepRecord, Error> {
         self.task.proposal = Some(proposal);
-        let step = self.worker.execute(self.task, None).await?;
+        let step = match self.worker.execute(self.task, None).await {
+            Ok(step) => step,
+            Err(AgentError::Exec(ExecError::NeedsApproval { reasons })) => {
+                // The proposal stays on the task, marked, for `Worker::approve`.
+                if let Some(p) = &mut self.task.proposal {
+                    p.needs_approval = reasons.clone();
+                }
+                return Err(AgentError::Exec(ExecError::NeedsApproval { reasons }).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.task.proposal = None;
         self.task.steps.push(step.clone());
         self.task.updated_at = Utc::now();
@@ -468,7 +544,8 @@ impl AgentClient for Worker {
     }
 
     async fn execute(&self, request: ExecuteRequest) -> Result<StepRecord, AgentError> {
-        Worker::execute(self, &request.task, request.command).await
+        self.execute_step(&request.task, request.command, request.approved)
+            .await
     }
 
     async fn ping(&self) -> Result<(), AgentError> {

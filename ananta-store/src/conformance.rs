@@ -459,6 +459,7 @@ fn proposal(command: &str) -> Proposal {
         }),
         agent: Some(agent("alice")),
         proposed_at: Utc::now(),
+        needs_approval: vec!["touches files".to_string()],
     }
 }
 
