@@ -319,7 +319,7 @@ impl CommandPolicy {
         let command_class = self.command_class(cmd);
         for redir in &cmd.redirects {
             let write = redir.kind == RedirKind::Write;
-            if let Some(v) = self.path_rules(&redir.target, true, write) {
+            if let Some(v) = self.path_rules(&redir.target, write) {
                 match v {
                     Verdict::Deny { .. } => return v,
                     Verdict::Ask(r) => asks.push(r),
@@ -398,7 +398,7 @@ impl CommandPolicy {
         // Path rules on arguments.
         let cmd_writes = command_class.is_none_or(|c| c != CommandClass::Read);
         for arg in args {
-            if let Some(v) = self.path_rules(arg, false, cmd_writes) {
+            if let Some(v) = self.path_rules(arg, cmd_writes) {
                 match v {
                     Verdict::Deny { .. } => return v,
                     Verdict::Ask(r) => asks.push(r),
@@ -468,6 +468,7 @@ impl CommandPolicy {
         for arg in args {
             if !arg.literal {
                 problems.push(format!("argument computed at run time: {}", arg.text));
+                operands.push(arg);
                 continue;
             }
             if spec.forbid.iter().any(|f| arg_matches(f, &arg.text)) {
@@ -530,10 +531,9 @@ impl CommandPolicy {
         problems
     }
 
-    /// The strictest path rule matching a word. `redirect` says whether the word is a
-    /// redirection target; `write` whether the access writes.
-    fn path_rules(&self, word: &WordInfo, redirect: bool, write: bool) -> Option<Verdict> {
-        let _ = redirect;
+    /// The strictest path rule matching a word (an argument or a redirection target);
+    /// `write` says whether the access writes.
+    fn path_rules(&self, word: &WordInfo, write: bool) -> Option<Verdict> {
         let text = word.text.as_str();
         let mut worst: Option<Verdict> = None;
         for rule in &self.rules.path_rules {

@@ -264,6 +264,18 @@ fn modes() {
 }
 
 #[test]
+fn computed_arguments_count_as_operands() {
+    match approve("cat \"$F\"") {
+        Decision::NeedsApproval { reasons } => {
+            assert_eq!(reasons.len(), 1);
+            assert!(reasons[0].contains("computed at run time"), "{reasons:?}");
+            assert!(!reasons[0].contains("standard input"), "{reasons:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn one_reason_per_offending_command() {
     match approve("ls; rm a; curl x; pwd") {
         Decision::NeedsApproval { reasons } => {
