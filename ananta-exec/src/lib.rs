@@ -11,6 +11,18 @@
 //! environment variables (`*_KEY`, `*_TOKEN`, `*PASSWORD*`…) of the host and of the command are
 //! replaced in the output ([`redact`]), so they reach no log, task history or model.
 //!
+//! [`CommandPolicy`] parses a whole script with a real shell grammar and decides whether it may
+//! run ([`Decision::Allow`]), must wait for a human ([`Decision::NeedsApproval`]) or is refused
+//! ([`Decision::Deny`]), from rules that are data ([`PolicyRules`], TOML).
+//!
+//! ```
+//! use ananta_exec::{CommandPolicy, Decision, PolicyMode};
+//!
+//! let policy = CommandPolicy::builtin();
+//! assert_eq!(policy.decide("ls -la", PolicyMode::Approve), Decision::Allow);
+//! assert!(policy.decide("rm -rf /", PolicyMode::Auto).is_deny());
+//! ```
+//!
 //! Unix only.
 //!
 //! # Example
@@ -34,8 +46,11 @@ compile_error!("ananta-exec supports Unix platforms only");
 
 mod capture;
 mod group;
+pub mod policy;
 pub mod redact;
 mod shell;
+
+pub use policy::{CommandPolicy, Decision, PolicyError, PolicyMode, PolicyRules};
 
 pub use shell::{
     DEFAULT_DRAIN_WINDOW, DEFAULT_ENV_ALLOWLIST, DEFAULT_KILL_GRACE, DEFAULT_OUTPUT_CAP,

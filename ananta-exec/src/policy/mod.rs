@@ -1,0 +1,658 @@
+//! A command policy that parses the whole script with a real shell grammar (`brush-parser`)
+//! and decides, per script, whether it may run: [`Decision::Allow`],
+//! [`Decision::NeedsApproval`] or [`Decision::Deny`].
+//!
+//! Every simple command is judged: those in pipelines, `;`/`&&`/`||` lists, subshells, groups,
+//! `if`/`for`/`while`/`case` bodies, function bodies, `$(…)`, backticks, `<(…)`, here-documents,
+//! `bash -c` / `sh -c` / `eval` strings (parsed in turn), and the commands behind wrappers
+//! (`env`, `timeout`, `nohup`, `command`, `busybox`, `nice`, `stdbuf`, `setsid`, `exec`,
+//! `xargs`, `find -exec`). Quotes and escapes in words are resolved (`'r''m'` and `\rm` are
+//! `rm`); a command name that is not literal (`$x`, `/???/r?`, `{rm,-rf}`) cannot be judged.
+//! Unparseable scripts are denied (rule `unparseable`), and so are absurdly deep or long ones,
+//! without recursing into them.
+//!
+//! The rules are data ([`PolicyRules`], TOML; the built-in set is `default.toml` beside this
+//! file, also available as [`DEFAULT_RULES_TOML`]).
+
+mod rules;
+mod walk;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use rules::{
+    CommandClass, DEFAULT_RULES_TOML, PathAccess, PathRule, PipelineRule, PolicyRules, PrefixRule,
+    RuleAction, SafeSpec,
+};
+use rules::{arg_matches, glob_match};
+use walk::{Finding, RedirKind, SimpleCmd, WordInfo};
+
+/// The rule name of a denial because the script could not be parsed.
+pub const RULE_UNPARSEABLE: &str = "unparseable";
+/// The rule name of a denial in [`PolicyMode::ReadOnly`] of anything that is not read-only.
+pub const RULE_READ_ONLY: &str = "read-only";
+
+/// What the policy says about one script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Decision {
+    /// Run it.
+    Allow,
+    /// A human must approve it first; one reason per offending simple command.
+    NeedsApproval {
+        /// Why, for the human.
+        reasons: Vec<String>,
+    },
+    /// Never run it.
+    Deny {
+        /// The name of the rule that denied it (e.g. `rm-root`, `unparseable`).
+        rule: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// Whether this is [`Decision::Allow`].
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Self::Allow)
+    }
+
+    /// Whether this is [`Decision::Deny`].
+    pub fn is_deny(&self) -> bool {
+        matches!(self, Self::Deny { .. })
+    }
+}
+
+/// How strict the policy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PolicyMode {
+    /// Only read-only commands run; writes and unknown commands are denied.
+    ReadOnly,
+    /// Safe commands (read-only, workspace-local writes, builds and tests) run; denied ones are
+    /// denied; the rest wait for a human.
+    #[default]
+    Approve,
+    /// Everything not denied by a deny rule runs (inside the sandbox).
+    Auto,
+    /// No policy: everything runs (the sandbox alone contains it).
+    Off,
+}
+
+impl PolicyMode {
+    /// The snake_case name (`read_only`, `approve`, `auto`, `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read_only",
+            Self::Approve => "approve",
+            Self::Auto => "auto",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for PolicyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PolicyMode {
+    type Err = PolicyError;
+
+    /// Accepts `read_only` (also `read-only`, `readonly`), `approve`, `auto`, `off`, in any
+    /// case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "read_only" | "readonly" => Ok(Self::ReadOnly),
+            "approve" => Ok(Self::Approve),
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            _ => Err(PolicyError::UnknownMode(s.to_owned())),
+        }
+    }
+}
+
+/// Errors from loading a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The policy file is not valid TOML or does not fit the schema (unknown action, unknown
+    /// field, wrong type…).
+    #[error("invalid policy file: {0}")]
+    Toml(String),
+    /// The file parsed but a rule is unusable (empty prefix, bad regular expression…).
+    #[error("invalid policy rule: {0}")]
+    Invalid(String),
+    /// A mode name that is not one of `read_only`, `approve`, `auto`, `off`.
+    #[error("unknown policy mode `{0}` (expected read_only, approve, auto or off)")]
+    UnknownMode(String),
+}
+
+/// A compiled command policy.
+#[derive(Debug, Clone)]
+pub struct CommandPolicy {
+    rules: PolicyRules,
+    /// Compiled `first_operand_regex` of each safe spec, in order.
+    operand_regexes: Vec<Vec<regex::Regex>>,
+}
+
+/// The verdict on one simple command or finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Allow { class: CommandClass },
+    Ask(String),
+    Deny { rule: String, reason: String },
+}
+
+impl CommandPolicy {
+    /// The built-in policy (see [`DEFAULT_RULES_TOML`]).
+    pub fn builtin() -> Self {
+        Self::new(PolicyRules::builtin()).unwrap_or_else(|_| Self {
+            rules: PolicyRules::empty(),
+            operand_regexes: Vec::new(),
+        })
+    }
+
+    /// A policy from rules, checking them first.
+    pub fn new(rules: PolicyRules) -> Result<Self, PolicyError> {
+        rules.validate()?;
+        let mut operand_regexes = Vec::with_capacity(rules.safe.len());
+        for spec in &rules.safe {
+            let mut compiled = Vec::new();
+            for re in &spec.first_operand_regex {
+                compiled
+                    .push(regex::Regex::new(re).map_err(|e| PolicyError::Invalid(e.to_string()))?);
+            }
+            operand_regexes.push(compiled);
+        }
+        Ok(Self {
+            rules,
+            operand_regexes,
+        })
+    }
+
+    /// A policy from a TOML policy file.
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        Self::new(PolicyRules::from_toml(text)?)
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &PolicyRules {
+        &self.rules
+    }
+
+    /// Decides whether `script` may run in `mode`. Never panics; unparseable input is denied
+    /// with rule [`RULE_UNPARSEABLE`].
+    pub fn decide(&self, script: &str, mode: PolicyMode) -> Decision {
+        if mode == PolicyMode::Off {
+            return Decision::Allow;
+        }
+        let analysis = match walk::analyze(script) {
+            Ok(a) => a,
+            Err(reason) => {
+                return Decision::Deny {
+                    rule: RULE_UNPARSEABLE.into(),
+                    reason,
+                };
+            }
+        };
+
+        let mut verdicts: Vec<Verdict> = Vec::new();
+        for finding in &analysis.findings {
+            verdicts.push(match finding {
+                Finding::Ask(r) => Verdict::Ask(r.clone()),
+                Finding::Deny { rule, reason } => Verdict::Deny {
+                    rule: rule.clone(),
+                    reason: reason.clone(),
+                },
+            });
+        }
+        for stages in &analysis.pipelines {
+            if let Some(v) = self.pipeline_verdict(stages) {
+                verdicts.push(v);
+            }
+        }
+        for cmd in &analysis.commands {
+            verdicts.push(self.judge(cmd));
+        }
+
+        if let Some(Verdict::Deny { rule, reason }) =
+            verdicts.iter().find(|v| matches!(v, Verdict::Deny { .. }))
+        {
+            return Decision::Deny {
+                rule: rule.clone(),
+                reason: reason.clone(),
+            };
+        }
+        let mut reasons: Vec<String> = Vec::new();
+        for v in &verdicts {
+            if let Verdict::Ask(r) = v
+                && !reasons.contains(r)
+            {
+                reasons.push(r.clone());
+            }
+        }
+        match mode {
+            PolicyMode::Off | PolicyMode::Auto => Decision::Allow,
+            PolicyMode::Approve => {
+                if reasons.is_empty() {
+                    Decision::Allow
+                } else {
+                    Decision::NeedsApproval { reasons }
+                }
+            }
+            PolicyMode::ReadOnly => {
+                if let Some(r) = reasons.first() {
+                    return Decision::Deny {
+                        rule: RULE_READ_ONLY.into(),
+                        reason: r.clone(),
+                    };
+                }
+                let writes = analysis.commands.iter().zip(
+                    verdicts
+                        .iter()
+                        .skip(verdicts.len() - analysis.commands.len()),
+                );
+                for (cmd, v) in writes {
+                    if let Verdict::Allow { class } = v
+                        && *class != CommandClass::Read
+                    {
+                        return Decision::Deny {
+                            rule: RULE_READ_ONLY.into(),
+                            reason: format!("`{}` is not read-only", cmd.display),
+                        };
+                    }
+                }
+                Decision::Allow
+            }
+        }
+    }
+
+    fn pipeline_verdict(&self, stages: &[Option<String>]) -> Option<Verdict> {
+        let mut worst: Option<Verdict> = None;
+        for rule in &self.rules.pipeline_rules {
+            if rule.action == RuleAction::Allow {
+                continue;
+            }
+            let matched = stages.iter().enumerate().any(|(i, from)| {
+                from.as_deref()
+                    .is_some_and(|f| rule.from.iter().any(|g| glob_match(g, f)))
+                    && stages[i + 1..].iter().any(|to| {
+                        to.as_deref()
+                            .is_some_and(|t| rule.to.iter().any(|g| glob_match(g, t)))
+                    })
+            });
+            if matched {
+                let v = if rule.action == RuleAction::Deny {
+                    Verdict::Deny {
+                        rule: rule.name.clone(),
+                        reason: rule.reason.clone(),
+                    }
+                } else {
+                    Verdict::Ask(format!("pipeline {}: {}", rule.name, rule.reason))
+                };
+                worst = Some(stricter(worst, v));
+            }
+        }
+        worst
+    }
+
+    /// The verdict on one simple command: the strictest of its redirections, assignments,
+    /// prefix rules, path rules and safe spec.
+    fn judge(&self, cmd: &SimpleCmd) -> Verdict {
+        let mut asks: Vec<String> = Vec::new();
+        let mut class = CommandClass::Read;
+        let display = &cmd.display;
+
+        for name in &cmd.assignments {
+            if self.rules.sensitive_env.iter().any(|g| glob_match(g, name)) {
+                asks.push(format!("sets {name}, which changes how commands run"));
+            }
+        }
+
+        let command_class = self.command_class(cmd);
+        for redir in &cmd.redirects {
+            let write = redir.kind == RedirKind::Write;
+            if let Some(v) = self.path_rules(&redir.target, write) {
+                match v {
+                    Verdict::Deny { .. } => return v,
+                    Verdict::Ask(r) => asks.push(r),
+                    Verdict::Allow { .. } => {}
+                }
+            }
+            let target = &redir.target;
+            if !target.literal {
+                asks.push(format!(
+                    "redirection to a path computed at run time: {}",
+                    target.text
+                ));
+                continue;
+            }
+            if is_harmless_device(&target.text) {
+                continue;
+            }
+            if let Some(why) = outside_workspace(&target.text) {
+                let verb = if write { "writes" } else { "reads" };
+                asks.push(format!("{verb} {why}: {}", target.text));
+            } else if write {
+                class = CommandClass::Write;
+            }
+        }
+
+        let Some(first) = cmd.words.first() else {
+            return finish(display, asks, class);
+        };
+        if !first.literal || first.glob {
+            asks.push(format!("command name computed at run time: {}", first.text));
+            return finish(display, asks, class);
+        }
+        if cmd.calls_function {
+            return finish(display, asks, class);
+        }
+        let name = walk_basename(&first.text);
+        let args = &cmd.words[1..];
+
+        // Prefix rules: strictest wins.
+        let mut allowed_by_rule: Option<CommandClass> = None;
+        let mut deny: Option<Verdict> = None;
+        for rule in &self.rules.rules {
+            if !prefix_matches(&rule.prefix, name, args) {
+                continue;
+            }
+            let rest = &args[rule.prefix.len().saturating_sub(1).min(args.len())..];
+            if !rule.args_any.is_empty()
+                && !rest
+                    .iter()
+                    .any(|a| rule.args_any.iter().any(|p| arg_matches(p, &a.text)))
+            {
+                continue;
+            }
+            match rule.action {
+                RuleAction::Deny => {
+                    if deny.is_none() {
+                        deny = Some(Verdict::Deny {
+                            rule: rule.name.clone().unwrap_or_else(|| rule.prefix.join(" ")),
+                            reason: format!("`{display}`: {}", rule.reason),
+                        });
+                    }
+                }
+                RuleAction::Ask => asks.push(rule.reason.clone()),
+                RuleAction::Allow => {
+                    allowed_by_rule = Some(match allowed_by_rule {
+                        Some(c) => max_class(c, rule.class),
+                        None => rule.class,
+                    })
+                }
+            }
+        }
+        if let Some(d) = deny {
+            return d;
+        }
+
+        // Path rules on arguments.
+        let cmd_writes = command_class.is_none_or(|c| c != CommandClass::Read);
+        for arg in args {
+            if let Some(v) = self.path_rules(arg, cmd_writes) {
+                match v {
+                    Verdict::Deny { .. } => return v,
+                    Verdict::Ask(r) => asks.push(r),
+                    Verdict::Allow { .. } => {}
+                }
+            }
+        }
+
+        if let Some(c) = allowed_by_rule {
+            return finish(display, asks, max_class(class, c));
+        }
+        if !asks.is_empty() {
+            // Already held by a rule; the safe-spec checks would only add noise.
+            return finish(display, asks, class);
+        }
+        match self.safe_spec(cmd) {
+            Some((i, spec)) => {
+                let problems = self.check_spec(i, spec, cmd);
+                asks.extend(problems);
+                finish(display, asks, max_class(class, spec.class))
+            }
+            None => {
+                asks.push("not known to be safe".into());
+                finish(display, asks, class)
+            }
+        }
+    }
+
+    fn command_class(&self, cmd: &SimpleCmd) -> Option<CommandClass> {
+        self.safe_spec(cmd).map(|(_, s)| s.class)
+    }
+
+    /// The safe spec with the longest matching prefix.
+    fn safe_spec(&self, cmd: &SimpleCmd) -> Option<(usize, &SafeSpec)> {
+        let first = cmd.words.first()?;
+        if !first.literal || first.glob {
+            return None;
+        }
+        let name = walk_basename(&first.text);
+        let args = &cmd.words[1..];
+        self.rules
+            .safe
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.prefix.first().is_some_and(|p| p == name)
+                    && s.prefix.len() - 1 <= args.len()
+                    && s.prefix[1..]
+                        .iter()
+                        .zip(args)
+                        .all(|(p, a)| a.literal && &a.text == p)
+            })
+            .max_by_key(|(_, s)| s.prefix.len())
+    }
+
+    fn check_spec(&self, index: usize, spec: &SafeSpec, cmd: &SimpleCmd) -> Vec<String> {
+        let mut problems = Vec::new();
+        let name = &spec.prefix[0];
+        let args = &cmd.words[spec.prefix.len()..];
+        let mut operands: Vec<&WordInfo> = Vec::new();
+        let mut after_dashdash = false;
+        let regexes = self
+            .operand_regexes
+            .get(index)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for arg in args {
+            if !arg.literal {
+                problems.push(format!("argument computed at run time: {}", arg.text));
+                operands.push(arg);
+                continue;
+            }
+            if spec.forbid.iter().any(|f| arg_matches(f, &arg.text)) {
+                problems.push(format!("`{}` is not allowed for {name}", arg.text));
+            }
+            if let Some(s) = spec
+                .forbid_substrings
+                .iter()
+                .find(|s| arg.text.contains(s.as_str()))
+            {
+                problems.push(format!("`{s}` is not allowed in arguments of {name}"));
+            }
+            let is_flag = !after_dashdash && arg.text.starts_with('-') && arg.text.len() > 1;
+            if arg.text == "--" && !after_dashdash {
+                after_dashdash = true;
+                continue;
+            }
+            // The script operand (`sed -n '/x/p'`) is checked by its regex, not as a path.
+            let is_script = !regexes.is_empty() && !is_flag && operands.is_empty();
+            if spec.paths && !is_script {
+                let value = if is_flag || is_assignment_like(&arg.text) {
+                    arg.text.split_once('=').map(|(_, v)| v)
+                } else {
+                    Some(arg.text.as_str())
+                };
+                if let Some(v) = value
+                    && !is_harmless_device(v)
+                    && let Some(why) = outside_workspace(v)
+                {
+                    problems.push(format!("names a path {why}: {v}"));
+                }
+            }
+            if !is_flag {
+                operands.push(arg);
+            }
+        }
+        for required in &spec.require {
+            if !args.iter().any(|a| arg_matches(required, &a.text)) {
+                problems.push(format!("{name} needs `{required}` to be safe"));
+            }
+        }
+        if !regexes.is_empty() {
+            match operands.first() {
+                Some(op) if regexes.iter().any(|r| r.is_match(&op.text)) => {}
+                Some(op) => {
+                    problems.push(format!("{name} script `{}` is not a plain print", op.text))
+                }
+                None => problems.push(format!("{name} without a script")),
+            }
+        }
+        if operands.len() < spec.min_operands {
+            problems.push(format!(
+                "{name} needs at least {} operand(s)",
+                spec.min_operands
+            ));
+        }
+        if spec.needs_input && operands.is_empty() && !cmd.piped_in {
+            problems.push(format!("{name} without a file waits on standard input"));
+        }
+        problems
+    }
+
+    /// The strictest path rule matching a word (an argument or a redirection target);
+    /// `write` says whether the access writes.
+    fn path_rules(&self, word: &WordInfo, write: bool) -> Option<Verdict> {
+        let text = word.text.as_str();
+        let mut worst: Option<Verdict> = None;
+        for rule in &self.rules.path_rules {
+            if rule.action == RuleAction::Allow {
+                continue;
+            }
+            if rule.access == PathAccess::Write && !write {
+                continue;
+            }
+            let candidates = path_candidates(text);
+            if candidates
+                .iter()
+                .any(|c| rule.patterns.iter().any(|p| glob_match(p, c)))
+            {
+                let v = if rule.action == RuleAction::Deny {
+                    Verdict::Deny {
+                        rule: rule.name.clone(),
+                        reason: format!("{}: {text}", rule.reason),
+                    }
+                } else {
+                    Verdict::Ask(format!("{}: {text}", rule.reason))
+                };
+                worst = Some(stricter(worst, v));
+            }
+        }
+        worst
+    }
+}
+
+impl Default for CommandPolicy {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+/// The word itself and, for `--opt=value` / `of=value`, the value.
+fn path_candidates(text: &str) -> Vec<&str> {
+    let mut v = vec![text];
+    if let Some((_, value)) = text.split_once('=') {
+        v.push(value);
+    }
+    v
+}
+
+fn walk_basename(text: &str) -> &str {
+    text.rsplit('/').next().unwrap_or(text)
+}
+
+fn is_assignment_like(text: &str) -> bool {
+    text.split_once('=').is_some_and(|(k, _)| {
+        !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+fn prefix_matches(prefix: &[String], name: &str, args: &[WordInfo]) -> bool {
+    let Some((head, rest)) = prefix.split_first() else {
+        return false;
+    };
+    glob_match(head, name)
+        && rest.len() <= args.len()
+        && rest
+            .iter()
+            .zip(args)
+            .all(|(p, a)| a.literal && glob_match(p, &a.text))
+}
+
+fn is_harmless_device(path: &str) -> bool {
+    matches!(
+        path,
+        "/dev/null" | "/dev/stdin" | "/dev/stdout" | "/dev/stderr" | "/dev/tty"
+    ) || path.starts_with("/dev/fd/")
+}
+
+/// Why a path is outside the workspace, if it is.
+fn outside_workspace(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        Some("outside the workspace (absolute)")
+    } else if path.starts_with('~') {
+        Some("in a home directory")
+    } else if path.split('/').any(|c| c == "..") {
+        Some("outside the workspace (`..`)")
+    } else {
+        None
+    }
+}
+
+fn max_class(a: CommandClass, b: CommandClass) -> CommandClass {
+    match (a, b) {
+        (CommandClass::Read, x) | (x, CommandClass::Read) => x,
+        (CommandClass::Build, _) | (_, CommandClass::Build) => CommandClass::Build,
+        _ => CommandClass::Write,
+    }
+}
+
+fn stricter(current: Option<Verdict>, new: Verdict) -> Verdict {
+    match current {
+        None => new,
+        Some(c @ Verdict::Deny { .. }) => c,
+        Some(c @ Verdict::Ask(_)) => match new {
+            Verdict::Deny { .. } => new,
+            _ => c,
+        },
+        Some(Verdict::Allow { .. }) => new,
+    }
+}
+
+fn finish(display: &str, asks: Vec<String>, class: CommandClass) -> Verdict {
+    if asks.is_empty() {
+        Verdict::Allow { class }
+    } else {
+        let mut unique: Vec<String> = Vec::new();
+        for a in asks {
+            if !unique.contains(&a) {
+                unique.push(a);
+            }
+        }
+        Verdict::Ask(format!("`{display}`: {}", unique.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests;
