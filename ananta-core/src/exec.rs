@@ -168,6 +168,7 @@ pub fn head_tail(text: &str, budget: usize) -> String {
 /// What a [`CommandGate`] decides about a command before it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "decision", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Decision {
     /// Run it.
     Allow,
@@ -183,6 +184,18 @@ pub enum Decision {
         /// Why.
         reason: String,
     },
+}
+
+impl Decision {
+    /// Whether this is [`Decision::Allow`].
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Self::Allow)
+    }
+
+    /// Whether this is [`Decision::Deny`].
+    pub fn is_deny(&self) -> bool {
+        matches!(self, Self::Deny { .. })
+    }
 }
 
 /// Decides whether a command may run, needs a human's approval, or is refused.

@@ -50,7 +50,7 @@ pub mod policy;
 pub mod redact;
 mod shell;
 
-pub use policy::{CommandPolicy, Decision, PolicyError, PolicyMode, PolicyRules};
+pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};
 
 pub use shell::{
     DEFAULT_DRAIN_WINDOW, DEFAULT_ENV_ALLOWLIST, DEFAULT_KILL_GRACE, DEFAULT_OUTPUT_CAP,

@@ -241,3 +241,38 @@ async fn a_worker_on_its_own_stops_for_approval_and_runs_when_approved() {
     assert!(step.outcome.success());
     assert!(!dir.path().join("junk.txt").exists());
 }
+
+#[tokio::test]
+async fn the_parsing_policy_is_a_gate_holding_rm_and_denying_rm_of_home() {
+    use ananta_exec::{CommandPolicy, PolicyMode};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.txt"), "junk").unwrap();
+    let worker = Worker::builder(AgentId::new("policed").unwrap())
+        .llm(Arc::new(ScriptedProvider::new([
+            r#"{"reason": "look", "command": "ls && wc -c junk.txt"}"#,
+            RM_JUNK,
+        ])))
+        .executor(Arc::new(ShellExecutor::new(dir.path())))
+        .gate(Arc::new(CommandPolicy::builtin().gate(PolicyMode::Approve)))
+        .build()
+        .unwrap();
+    let mut task = NewTask::new("tidy").into_task().unwrap();
+    let report = worker
+        .run(&mut task, None, &RunLimits::steps(3))
+        .await
+        .unwrap();
+    assert_eq!(report.steps, 1, "the read-only step ran without asking");
+    assert!(
+        matches!(report.stop, StopReason::AwaitingApproval { .. }),
+        "{report:?}"
+    );
+    assert!(dir.path().join("junk.txt").exists());
+    let e = worker
+        .approve(&task, Some("rm -rf ~".into()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, AgentError::Exec(ExecError::Denied { .. })),
+        "approval does not lift a denial: {e:?}"
+    );
+}

@@ -34,36 +34,29 @@ pub const RULE_UNPARSEABLE: &str = "unparseable";
 /// The rule name of a denial in [`PolicyMode::ReadOnly`] of anything that is not read-only.
 pub const RULE_READ_ONLY: &str = "read-only";
 
-/// What the policy says about one script.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Decision {
-    /// Run it.
-    Allow,
-    /// A human must approve it first; one reason per offending simple command.
-    NeedsApproval {
-        /// Why, for the human.
-        reasons: Vec<String>,
-    },
-    /// Never run it.
-    Deny {
-        /// The name of the rule that denied it (e.g. `rm-root`, `unparseable`).
-        rule: String,
-        /// Why.
-        reason: String,
-    },
+use ananta_core::exec::CommandGate;
+/// What the policy says about one script: ananta-core's [`Decision`], so that a
+/// [`CommandPolicy`] is a [`CommandGate`] (see [`CommandPolicy::gate`]).
+pub use ananta_core::exec::Decision;
+
+/// A [`CommandPolicy`] with its mode: the [`CommandGate`] a Worker asks before each
+/// command (see [`CommandPolicy::gate`]).
+#[derive(Debug, Clone)]
+pub struct PolicyGate {
+    policy: CommandPolicy,
+    mode: PolicyMode,
 }
 
-impl Decision {
-    /// Whether this is [`Decision::Allow`].
-    pub fn is_allow(&self) -> bool {
-        matches!(self, Self::Allow)
+impl PolicyGate {
+    /// The mode it decides in.
+    pub fn mode(&self) -> PolicyMode {
+        self.mode
     }
+}
 
-    /// Whether this is [`Decision::Deny`].
-    pub fn is_deny(&self) -> bool {
-        matches!(self, Self::Deny { .. })
+impl CommandGate for PolicyGate {
+    fn decide(&self, command: &str) -> Decision {
+        self.policy.decide(command, self.mode)
     }
 }
 
@@ -185,6 +178,20 @@ impl CommandPolicy {
     /// The rules in force.
     pub fn rules(&self) -> &PolicyRules {
         &self.rules
+    }
+
+    /// This policy in `mode` as a [`CommandGate`], for `Worker::builder(..).gate(..)`:
+    ///
+    /// ```
+    /// use ananta_core::exec::{CommandGate, Decision};
+    /// use ananta_exec::{CommandPolicy, PolicyMode};
+    ///
+    /// let gate = CommandPolicy::builtin().gate(PolicyMode::Approve);
+    /// assert_eq!(gate.decide("git status"), Decision::Allow);
+    /// assert!(!gate.decide("rm -rf ~").is_allow());
+    /// ```
+    pub fn gate(self, mode: PolicyMode) -> PolicyGate {
+        PolicyGate { policy: self, mode }
     }
 
     /// Decides whether `script` may run in `mode`. Never panics; unparseable input is denied
