@@ -9,6 +9,9 @@
 //! is replaced rather than fatal, and output chunks can be streamed to the caller as they
 //! arrive. Dropping a run's future kills its process group.
 //!
+//! On Linux, [`ShellExecutor::with_sandbox`] confines every command with Landlock, seccomp,
+//! a pids cgroup, resource limits and dropped privileges (see [`sandbox`]).
+//!
 //! Unix only.
 //!
 //! # Example
@@ -32,7 +35,12 @@ compile_error!("ananta-exec supports Unix platforms only");
 
 mod capture;
 mod group;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
 mod shell;
+
+#[cfg(target_os = "linux")]
+pub use sandbox::{Enforcement, Feature, KernelSupport, Limits, SandboxConfig, SandboxReport};
 
 pub use shell::{
     DEFAULT_DRAIN_WINDOW, DEFAULT_ENV_ALLOWLIST, DEFAULT_KILL_GRACE, DEFAULT_OUTPUT_CAP,
