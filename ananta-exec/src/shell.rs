@@ -301,7 +301,7 @@ impl ShellExecutor {
         request: &ExecRequest,
         prepared: &Prepared,
         sandbox: Option<&mut RunSandbox>,
-    ) -> Command {
+    ) -> Result<Command, ExecError> {
         let mut cmd = Command::new(&self.config.shell);
         cmd.arg("-c")
             .arg(&request.command)
@@ -315,15 +315,15 @@ impl ShellExecutor {
         if let Some(sandbox) = sandbox {
             // The sandbox starts a new session (and so a new group) itself, and sets the
             // parent-death signal.
-            sandbox.install(&mut cmd);
-            return cmd;
+            sandbox.install(&mut cmd, &prepared.cwd)?;
+            return Ok(cmd);
         }
         cmd.process_group(0);
         #[cfg(target_os = "linux")]
         if self.config.kill_on_parent_death {
             set_parent_death_signal(&mut cmd);
         }
-        cmd
+        Ok(cmd)
     }
 
     async fn run_inner(
@@ -338,7 +338,7 @@ impl ShellExecutor {
         let prepared = self
             .prepare(&request, sandbox.as_ref().map(RunSandbox::temp_dir))
             .await?;
-        let mut cmd = self.command(&request, &prepared, sandbox.as_mut());
+        let mut cmd = self.command(&request, &prepared, sandbox.as_mut())?;
 
         let start = Instant::now();
         let mut child = cmd.spawn().map_err(|err| {

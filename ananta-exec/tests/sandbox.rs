@@ -183,6 +183,7 @@ async fn writes_inside_the_workspace_only() {
         return;
     }
     let fx = Fixture::new();
+    let secret = std::fs::metadata(fx.outside.join("secret.txt")).unwrap();
     let exec = fx.executor(fx.config());
     let out = fx
         .run_guarded(
@@ -192,10 +193,14 @@ async fn writes_inside_the_workspace_only() {
              echo x > /tmp/ananta-sandbox-test-escape && echo WROTE-TMP; \
              rm -f \"$OUTSIDE/secret.txt\" && echo REMOVED; \
              truncate -s 0 \"$OUTSIDE/secret.txt\" && echo TRUNCATED; \
-             ln -s \"$OUTSIDE\" out; echo y > out/pwned && echo VIA-SYMLINK; true",
+             ln -s \"$OUTSIDE\" out; echo y > out/pwned && echo VIA-SYMLINK; \
+             chmod 000 \"$OUTSIDE/secret.txt\" \"$OUTSIDE\" && echo CHMODDED; \
+             touch -d 2000-01-01 \"$OUTSIDE/secret.txt\" && echo TOUCHED; \
+             setfattr -n user.x -v 1 \"$OUTSIDE/secret.txt\" 2>/dev/null && echo XATTR; \
+             chmod +x sub/file && touch -d 2000-01-01 sub/file && echo META-INSIDE",
         )
         .await;
-    assert_eq!(out.stdout, "hi\n", "stderr: {}", out.stderr);
+    assert_eq!(out.stdout, "hi\nMETA-INSIDE\n", "stderr: {}", out.stderr);
     assert_eq!(
         std::fs::read_to_string(fx.workspace.join("sub/file")).unwrap(),
         "hi\n"
@@ -207,6 +212,9 @@ async fn writes_inside_the_workspace_only() {
         std::fs::read_to_string(fx.outside.join("secret.txt")).unwrap(),
         "TOP-SECRET-42\n"
     );
+    let after = std::fs::metadata(fx.outside.join("secret.txt")).unwrap();
+    assert_eq!(secret.permissions(), after.permissions());
+    assert_eq!(secret.modified().unwrap(), after.modified().unwrap());
 }
 
 #[tokio::test]

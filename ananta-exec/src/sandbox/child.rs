@@ -10,6 +10,7 @@ use std::io;
 
 use super::cgroup;
 use super::landlock;
+use super::mounts::ReadOnlyMounts;
 use super::seccomp::Filter;
 
 /// An `RLIMIT_*` resource as `setrlimit` takes it.
@@ -45,6 +46,7 @@ pub(crate) struct ChildSetup {
     /// (resource, soft, hard), already clamped to the parent's hard limits.
     rlimits: Vec<(Resource, u64, u64)>,
     unshare_net: bool,
+    read_only_mounts: Option<ReadOnlyMounts>,
     drop_caps: bool,
     landlock_ruleset: Option<libc::c_int>,
     seccomp: Option<Filter>,
@@ -55,6 +57,7 @@ impl ChildSetup {
         cgroup_procs: Option<libc::c_int>,
         rlimits: Vec<(Resource, u64, u64)>,
         unshare_net: bool,
+        read_only_mounts: Option<ReadOnlyMounts>,
         drop_caps: bool,
         landlock_ruleset: Option<libc::c_int>,
         seccomp: Option<Filter>,
@@ -78,9 +81,18 @@ impl ChildSetup {
             cgroup_procs,
             rlimits,
             unshare_net,
+            read_only_mounts,
             drop_caps,
             landlock_ruleset,
             seccomp,
+        }
+    }
+
+    /// Sets the directory the command runs in (re-entered after the mount namespace changed).
+    pub(crate) fn set_cwd(&mut self, cwd: &std::path::Path) -> io::Result<()> {
+        match &mut self.read_only_mounts {
+            Some(mounts) => mounts.set_cwd(cwd),
+            None => Ok(()),
         }
     }
 
@@ -126,6 +138,9 @@ impl ChildSetup {
         }
         if self.unshare_net {
             check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+        }
+        if let Some(mounts) = &self.read_only_mounts {
+            mounts.apply()?;
         }
         if self.drop_caps {
             drop_capabilities()?;

@@ -25,6 +25,9 @@ pub struct KernelSupport {
     /// Network namespaces can be created by this process (`CAP_SYS_ADMIN` and the kernel has
     /// them).
     pub net_namespace: bool,
+    /// Mount namespaces can be created by this process and `mount_setattr` exists (Linux
+    /// 5.12), so a run can see every mount read-only except its writable roots.
+    pub mount_namespace: bool,
     /// PID namespaces can be created by this process (`CAP_SYS_ADMIN` and the kernel has them).
     pub pid_namespace: bool,
     /// A writable pids cgroup hierarchy (v1 `pids` controller or v2 with `pids` available):
@@ -57,6 +60,9 @@ impl KernelSupport {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .is_some_and(|n| n > 0);
         let net_namespace = cap_sys_admin && Path::new("/proc/self/ns/net").exists();
+        let mount_namespace = cap_sys_admin
+            && Path::new("/proc/self/ns/mnt").exists()
+            && super::mounts::mount_setattr_available();
         let pid_namespace = cap_sys_admin && Path::new("/proc/self/ns/pid").exists();
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -67,6 +73,7 @@ impl KernelSupport {
             cap_setpcap,
             user_namespaces,
             net_namespace,
+            mount_namespace,
             pid_namespace,
             pids_cgroup: find_pids_cgroup(),
             root,
@@ -88,9 +95,10 @@ impl std::fmt::Display for KernelSupport {
         }
         write!(
             f,
-            ", seccomp filters {}, network namespaces {}, PID namespaces {}, user namespaces {}, ",
+            ", seccomp filters {}, network namespaces {}, read-only mount namespaces {}, PID namespaces {}, user namespaces {}, ",
             yes_no(self.seccomp_filter),
             yes_no(self.net_namespace),
+            yes_no(self.mount_namespace),
             yes_no(self.pid_namespace),
             yes_no(self.user_namespaces),
         )?;

@@ -9,14 +9,17 @@
 //!    `RLIMIT_NPROC` is not enforced);
 //! 3. resource limits: file size, address space, CPU time, no core dumps;
 //! 4. without network: a new network namespace when the host may create one;
-//! 5. as root: an empty capability bounding set and no capabilities (so no `reboot`, module
+//! 5. a private mount namespace where every mount is read-only except the workspace, the
+//!    private temporary directory and the write roots (Landlock does not cover `chmod`,
+//!    `utimensat` or extended attributes, which root may apply to any file it owns);
+//! 6. as root: an empty capability bounding set and no capabilities (so no `reboot`, module
 //!    loading, raw I/O, DAC override…), with `SECBIT_NOROOT` locked;
-//! 6. `PR_SET_NO_NEW_PRIVS`;
-//! 7. Landlock: read and execute beneath the read roots only; full access beneath the
+//! 7. `PR_SET_NO_NEW_PRIVS`;
+//! 8. Landlock: read and execute beneath the read roots only; full access beneath the
 //!    workspace and a private temporary directory (created for the run, removed after it, and
 //!    set as `HOME` and `TMPDIR`); TCP bind and connect denied without network (ABI 4);
 //!    signals and abstract Unix sockets scoped to the sandbox (ABI 6);
-//! 8. seccomp: `setsid`/`setpgid` fail (nothing leaves the process group, so the executor's
+//! 9. seccomp: `setsid`/`setpgid` fail (nothing leaves the process group, so the executor's
 //!    group kill reaches every process), `kill(-1)` fails, io_uring is unavailable, and without
 //!    network `socket` for IP, packet and netlink families fails.
 //!
@@ -31,6 +34,7 @@ mod cgroup;
 mod child;
 mod kernel;
 mod landlock;
+mod mounts;
 mod seccomp;
 
 use std::fmt;
@@ -44,6 +48,7 @@ pub use kernel::{KernelSupport, PidsCgroup};
 use cgroup::RunCgroup;
 use child::ChildSetup;
 use landlock::Ruleset;
+use mounts::ReadOnlyMounts;
 use seccomp::Filter;
 
 /// Lowest Landlock ABI a strict sandbox accepts: 3 is the first that handles truncation.
@@ -317,6 +322,19 @@ impl SandboxConfig {
             ));
         }
 
+        if kernel.mount_namespace {
+            plan.read_only_mounts = true;
+            report.applied.push((
+                Feature::ReadOnlySystem,
+                "mount namespace, all mounts read-only but the writable roots",
+            ));
+        } else {
+            report.missing.push((
+                Feature::ReadOnlySystem,
+                "needs CAP_SYS_ADMIN and mount_setattr (Linux 5.12): chmod, utimes and xattrs outside the workspace stay possible on files the user owns",
+            ));
+        }
+
         if kernel.cap_setpcap {
             plan.drop_caps = true;
             report.applied.push((
@@ -427,6 +445,8 @@ pub enum Feature {
     ProcessLimit,
     /// Root's capabilities dropped.
     DropCapabilities,
+    /// Everything but the writable roots mounted read-only (metadata changes refused).
+    ReadOnlySystem,
 }
 
 impl fmt::Display for Feature {
@@ -442,6 +462,7 @@ impl fmt::Display for Feature {
             Self::NoNetwork => "network isolation",
             Self::ProcessLimit => "process limit",
             Self::DropCapabilities => "capability drop",
+            Self::ReadOnlySystem => "read-only system",
         })
     }
 }
@@ -489,6 +510,7 @@ struct Plan {
     cgroup: Option<PidsCgroup>,
     nproc: bool,
     drop_caps: bool,
+    read_only_mounts: bool,
 }
 
 /// The sandbox of one run: private temp dir, cgroup, Landlock ruleset and child setup.
@@ -586,10 +608,22 @@ impl RunSandbox {
                 config.limits.max_processes,
             ));
         }
+        let read_only_mounts = if plan.read_only_mounts {
+            let writable = [config.workspace.as_path(), temp.path()]
+                .into_iter()
+                .chain(config.write_roots.iter().map(PathBuf::as_path));
+            Some(
+                ReadOnlyMounts::new(writable)
+                    .map_err(|e| sandbox_err("preparing the mount namespace", e))?,
+            )
+        } else {
+            None
+        };
         let setup = ChildSetup::new(
             cgroup.as_ref().map(RunCgroup::procs_fd),
             rlimits,
             plan.net_namespace,
+            read_only_mounts,
             plan.drop_caps,
             ruleset.as_ref().map(|rs| {
                 use std::os::fd::AsRawFd;
@@ -612,11 +646,19 @@ impl RunSandbox {
             .map_or(Path::new("/nonexistent"), |t| t.path())
     }
 
-    /// Installs the child setup on `cmd` (once).
-    pub(crate) fn install(&mut self, cmd: &mut tokio::process::Command) {
-        if let Some(setup) = self.setup.take() {
+    /// Installs the child setup on `cmd` (once); the command runs in `cwd`.
+    pub(crate) fn install(
+        &mut self,
+        cmd: &mut tokio::process::Command,
+        cwd: &Path,
+    ) -> Result<(), ExecError> {
+        if let Some(mut setup) = self.setup.take() {
+            setup
+                .set_cwd(cwd)
+                .map_err(|e| ExecError::InvalidRequest(format!("working directory: {e}")))?;
             setup.install(cmd);
         }
+        Ok(())
     }
 
     /// After the run (process group already killed): kills what is left in the cgroup,
