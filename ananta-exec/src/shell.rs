@@ -74,6 +74,11 @@ pub struct ShellExecutorConfig {
     pub kill_on_parent_death: bool,
     /// Run every command in this sandbox (Linux only; see [`crate::sandbox`]). `None` (the
     /// default) runs commands unconfined.
+    ///
+    /// A sandboxed run always sets the parent-death signal (whatever
+    /// [`kill_on_parent_death`](Self::kill_on_parent_death) says), with the same caveat: the
+    /// command dies if the runtime thread that spawned it exits, and the host is forked
+    /// rather than using `posix_spawn`.
     pub sandbox: Option<SandboxConfig>,
 }
 
