@@ -138,6 +138,10 @@ pub enum ExecError {
     /// The run was cancelled by the caller; the process group was killed.
     #[error("command cancelled")]
     Cancelled,
+    /// A sandbox was required but this machine cannot provide it (the kernel lacks a feature
+    /// the strict sandbox needs): the command was not run.
+    #[error("sandbox unavailable, command not run: {0}")]
+    SandboxUnavailable(String),
 }
 
 impl ExecError {

@@ -23,6 +23,9 @@
 //! assert!(policy.decide("rm -rf /", PolicyMode::Auto).is_deny());
 //! ```
 //!
+//! On Linux, [`ShellExecutor::with_sandbox`] confines every command with Landlock, seccomp,
+//! a pids cgroup, resource limits and dropped privileges (see [`sandbox`]).
+//!
 //! Unix only.
 //!
 //! # Example
@@ -48,9 +51,13 @@ mod capture;
 mod group;
 pub mod policy;
 pub mod redact;
+#[cfg(target_os = "linux")]
+pub mod sandbox;
 mod shell;
 
 pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};
+#[cfg(target_os = "linux")]
+pub use sandbox::{Enforcement, Feature, KernelSupport, Limits, SandboxConfig, SandboxReport};
 
 pub use shell::{
     DEFAULT_DRAIN_WINDOW, DEFAULT_ENV_ALLOWLIST, DEFAULT_KILL_GRACE, DEFAULT_OUTPUT_CAP,

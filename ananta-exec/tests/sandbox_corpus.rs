@@ -1,0 +1,459 @@
+//! Every hostile command of `tests/corpus/hostile.toml`, run as root through a strict sandbox
+//! (no policy): nothing outside the workspace is created, changed or read, no connection
+//! leaves, no process outlives the step, and each step ends within its timeout.
+//!
+//! Per case: a fresh workspace beside a fake `HOME` (with `.ssh/id_ed25519`,
+//! `.aws/credentials`, `.bashrc`) and an `$OUTSIDE` directory (with `secret.txt`); afterwards
+//! the contents and metadata there are unchanged, nothing new exists, inotify saw no open or
+//! access there (reads; atimes do not move on the sandbox's read-only mounts), the output
+//! holds no sentinel, a listener on `$PORT` accepted nothing, no process carrying the case's
+//! environment marker or sitting in its cgroup is alive, and the step took at most timeout +
+//! grace + slack.
+//!
+//! Safety: a strict sandbox refuses to run when the kernel lacks a feature (the test then
+//! returns early), and each case starts with a canary write outside the workspace; if that
+//! write succeeds the shell exits 97 before the hostile command, and the test fails.
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::print_stderr)] // per-case timings and skip notices
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ananta_core::exec::{ExecRequest, Executor};
+use ananta_exec::{KernelSupport, Limits, SandboxConfig, ShellExecutor};
+
+const UNCONFINED: i32 = 97;
+const TIMEOUT: Duration = Duration::from_secs(3);
+const GRACE: Duration = Duration::from_millis(500);
+/// Allowed on top of timeout + grace for setup and cleanup of a step.
+const SLACK: Duration = Duration::from_secs(3);
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
+const HOST_SECRET: &str = "SENTINEL-HOST-ENV-7f3a";
+const SENTINELS: &[(&str, &str)] = &[
+    ("home/.ssh/id_ed25519", "SENTINEL-SSH-KEY-91b2"),
+    ("home/.aws/credentials", "SENTINEL-AWS-KEY-c4d8"),
+    ("home/.bashrc", "SENTINEL-BASHRC-55e1"),
+    ("outside/secret.txt", "SENTINEL-OUTSIDE-SECRET-0a9f"),
+];
+
+/// State of one file or directory: everything a change or a read would alter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    kind: &'static str,
+    mode: u32,
+    len: u64,
+    mtime: (i64, i64),
+    content: Option<Vec<u8>>,
+}
+
+/// Metadata of every entry beneath `root` (without following symlinks).
+fn metadata_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let kind = if meta.is_dir() {
+            "dir"
+        } else if meta.file_type().is_symlink() {
+            "symlink"
+        } else {
+            "file"
+        };
+        out.insert(
+            path.clone(),
+            Entry {
+                kind,
+                mode: meta.mode(),
+                len: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                content: None,
+            },
+        );
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            stack.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+/// Contents of the regular files beneath `root`.
+fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    metadata_tree(root)
+        .into_iter()
+        .filter(|(_, e)| e.kind == "file")
+        .filter_map(|(p, _)| std::fs::read(&p).ok().map(|c| (p, c)))
+        .collect()
+}
+
+/// An inotify instance watching directories: reports any open, read, write or metadata
+/// change of them or of the files in them (a read that Landlock refuses opens nothing).
+struct Watch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Watch {
+    fn new(dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: inotify_init1 has no preconditions; the descriptor is owned below.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        assert!(
+            raw >= 0,
+            "inotify_init1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: just returned by the kernel, owned by nobody else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        for dir in dirs {
+            let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+            // SAFETY: valid descriptor and NUL-terminated path.
+            let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_ALL_EVENTS) };
+            assert!(
+                wd >= 0,
+                "watch {}: {}",
+                dir.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Self { fd }
+    }
+
+    /// Pending events (mask and name), emptying the queue.
+    fn drain(&self) -> Vec<(u32, String)> {
+        use std::os::fd::AsRawFd;
+        let mut events = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: reads into our buffer of the given length.
+            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return events;
+            }
+            let mut off = 0usize;
+            while off + 16 <= n as usize {
+                let field =
+                    |at: usize| u32::from_ne_bytes(buf[off + at..off + at + 4].try_into().unwrap());
+                let (mask, len) = (field(4), field(12) as usize);
+                let name = String::from_utf8_lossy(&buf[off + 16..off + 16 + len])
+                    .trim_end_matches('\0')
+                    .to_string();
+                events.push((mask, name));
+                off += 16 + len;
+            }
+        }
+    }
+}
+
+/// The directory tree of one case.
+struct World {
+    _root: tempfile::TempDir,
+    base: PathBuf,
+    workspace: PathBuf,
+    home: PathBuf,
+    outside: PathBuf,
+    sandbox_tmp: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().canonicalize().unwrap();
+        for dir in ["ws", "home/.ssh", "home/.aws", "outside", "sandbox-tmp"] {
+            std::fs::create_dir_all(base.join(dir)).unwrap();
+        }
+        for (path, content) in SENTINELS {
+            std::fs::write(base.join(path), format!("{content}\n")).unwrap();
+        }
+        Self {
+            workspace: base.join("ws"),
+            home: base.join("home"),
+            outside: base.join("outside"),
+            sandbox_tmp: base.join("sandbox-tmp"),
+            base,
+            _root: root,
+        }
+    }
+
+    /// Metadata of everything but the workspace's contents. The workspace, the base and the
+    /// sandbox's temp parent (where the executor itself creates and removes the private temp
+    /// dir) count by existence, kind and mode only.
+    fn metadata(&self) -> BTreeMap<PathBuf, Entry> {
+        metadata_tree(&self.base)
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(&self.workspace) || *p == self.workspace)
+            .map(|(p, e)| {
+                if p == self.workspace || p == self.base || p == self.sandbox_tmp {
+                    let e = Entry {
+                        mtime: (0, 0),
+                        len: 0,
+                        ..e
+                    };
+                    (p, e)
+                } else {
+                    (p, e)
+                }
+            })
+            .collect()
+    }
+
+    /// Contents of the files outside the workspace.
+    fn contents(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        contents(&self.base)
+            .into_iter()
+            .filter(|(p, _)| !p.starts_with(&self.workspace))
+            .collect()
+    }
+
+    /// Every directory beneath home and outside.
+    fn watched_dirs(&self) -> Vec<PathBuf> {
+        [&self.home, &self.outside]
+            .into_iter()
+            .flat_map(|root| metadata_tree(root))
+            .filter(|(_, e)| e.kind == "dir")
+            .map(|(p, _)| p)
+            .collect()
+    }
+}
+
+/// Accepts connections on 127.0.0.1 and counts them.
+fn listener() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 256];
+            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
+            let _ = s.read(&mut buf);
+        }
+    });
+    (port, accepted)
+}
+
+/// Live processes carrying `marker` in their environment, or in a sandbox cgroup of ours.
+fn leftovers(marker: &str) -> Vec<(i32, String)> {
+    let cgroup = format!("ananta-sandbox/run-{}-", std::process::id());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_none_or(|s| s == "Z" || s == "X");
+        if zombie {
+            continue;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let marked = String::from_utf8_lossy(&environ).contains(marker);
+        let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .is_ok_and(|c| c.contains(&cgroup));
+        if marked || in_cgroup {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+fn cases() -> Vec<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/hostile.toml");
+    let table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
+    table["case"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|case| {
+            (
+                case["group"].as_str().unwrap().to_string(),
+                case["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Paths outside the case's tree that corpus commands name.
+const NAMED_OUTSIDE: &[&str] = &["/tmp/.hidden-shell", "/tmp/pwned.txt", "/pwned.txt"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_hostile_case_is_contained() {
+    let probe = tempfile::tempdir().unwrap();
+    if let Err(err) = SandboxConfig::new(probe.path()).plan(KernelSupport::current()) {
+        eprintln!("strict sandbox unavailable, corpus not run: {err}");
+        return;
+    }
+    // SAFETY: set before any thread of ours reads the environment; std serialises its own
+    // environment accesses, and no C code reads it concurrently here.
+    unsafe { std::env::set_var("ANANTA_CORPUS_HOST_SECRET", HOST_SECRET) };
+
+    let cases = cases();
+    assert_eq!(cases.len(), 78, "the corpus changed size");
+    let (port, accepted) = listener();
+    let named_before: Vec<bool> = NAMED_OUTSIDE
+        .iter()
+        .map(|p| Path::new(p).exists())
+        .collect();
+    let started = Instant::now();
+    let mut failures = Vec::new();
+
+    for (index, (group, command)) in cases.iter().enumerate() {
+        let world = World::new();
+        let mut limits = Limits::default();
+        limits.max_processes = 64;
+        limits.max_file_size = 16 << 20;
+        limits.max_address_space = 1 << 30;
+        limits.max_cpu_seconds = 5;
+        let config = SandboxConfig::new(&world.workspace)
+            .with_limits(limits)
+            .with_temp_parent(&world.sandbox_tmp);
+        let exec = ShellExecutor::new(&world.workspace)
+            .with_timeout(TIMEOUT)
+            .with_kill_grace(GRACE)
+            .with_output_cap(64 * 1024)
+            .with_allowed_env("ANANTA_CORPUS_HOST_SECRET")
+            .with_env_allowlist(["LANG"])
+            .with_sandbox(config);
+
+        let before_contents = world.contents();
+        let before_meta = world.metadata();
+        let watch = Watch::new(world.watched_dirs());
+        let _ = watch.drain();
+
+        let marker = format!("ANANTA_CORPUS_MARK={}-{index}", std::process::id());
+        let mut env = BTreeMap::new();
+        env.insert("HOME".to_string(), world.home.display().to_string());
+        env.insert("OUTSIDE".to_string(), world.outside.display().to_string());
+        env.insert("PORT".to_string(), port.to_string());
+        env.insert("PATH".to_string(), PATH.to_string());
+        let (key, value) = marker.split_once('=').unwrap();
+        env.insert(key.to_string(), value.to_string());
+        let mut request = ExecRequest::new(format!(
+            "touch \"$OUTSIDE/canary\" 2>/dev/null && exit {UNCONFINED}\n{command}"
+        ));
+        request.env = env;
+
+        let t0 = Instant::now();
+        let result = exec.run(request, None).await;
+        let took = t0.elapsed();
+        let mut problems = Vec::new();
+        let outcome = match result {
+            Ok(outcome) => Some(outcome),
+            Err(err) => {
+                problems.push(format!("executor error: {err}"));
+                None
+            }
+        };
+        if let Some(out) = &outcome {
+            if out.exit_code == Some(UNCONFINED) {
+                problems.push("SANDBOX NOT ACTIVE: canary written outside".into());
+            }
+            for (_, secret) in SENTINELS.iter().chain(&[("env", HOST_SECRET)]) {
+                if out.stdout.contains(secret) || out.stderr.contains(secret) {
+                    problems.push(format!("output reveals {secret}"));
+                }
+            }
+        }
+        if took > TIMEOUT + GRACE + SLACK {
+            problems.push(format!("took {took:?}"));
+        }
+
+        // Nothing outside the workspace created, changed or read.
+        // Events first: the checks below read the files themselves.
+        let touched = watch.drain();
+        if !touched.is_empty() {
+            problems.push(format!(
+                "home or outside touched (inotify mask, name): {touched:x?}"
+            ));
+        }
+        let after_meta = world.metadata();
+        let after_contents = world.contents();
+        if after_contents != before_contents {
+            problems.push("contents outside the workspace changed".into());
+        }
+        let keys: BTreeSet<&PathBuf> = before_meta.keys().chain(after_meta.keys()).collect();
+        for path in keys {
+            match (before_meta.get(path), after_meta.get(path)) {
+                (Some(b), Some(a)) if b == a => {}
+                (Some(b), Some(a)) => problems.push(format!(
+                    "{} changed or read: {b:?} -> {a:?}",
+                    path.display()
+                )),
+                (Some(_), None) => problems.push(format!("{} removed", path.display())),
+                (None, Some(_)) => problems.push(format!("{} created", path.display())),
+                (None, None) => {}
+            }
+        }
+        for (path, existed) in NAMED_OUTSIDE.iter().zip(&named_before) {
+            if !existed && Path::new(path).exists() {
+                problems.push(format!("{path} created"));
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        if accepted.load(Ordering::SeqCst) != 0 {
+            problems.push("the listener accepted a connection".into());
+        }
+        // No process outlives the step (the executor killed the group and the cgroup before
+        // returning; allow the kernel a moment to tear exiting processes down).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let left = leftovers(&marker);
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                problems.push(format!("processes outlived the step: {left:?}"));
+                for (pid, _) in left {
+                    // SAFETY: kill only sends a signal (to a process of this case).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let status = outcome.as_ref().map_or("error".to_string(), |o| {
+            format!(
+                "exit {:?} signal {:?} timed_out {}",
+                o.exit_code, o.signal, o.timed_out
+            )
+        });
+        eprintln!("[{index:2}] {group:13} {took:>8.2?} {status:40} {command}");
+        if !problems.is_empty() {
+            failures.push(format!(
+                "case {index} ({group}) `{command}`:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
+    }
+    let total = started.elapsed();
+    eprintln!("corpus: {} cases in {total:.1?}", cases.len());
+    assert!(
+        failures.is_empty(),
+        "{} cases not contained:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        total < Duration::from_secs(150),
+        "the corpus took {total:?}"
+    );
+}
