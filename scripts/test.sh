@@ -39,5 +39,7 @@ fi
 echo "PostgreSQL for the tests: …@${ANANTA_PG_URL#*@}" >&2
 # The PostgreSQL tests fail instead of skipping when the URL is missing.
 export ANANTA_REQUIRE_PG=1
+# The sandbox tests (Landlock, seccomp, cgroups; root here) must run, not report NOT RUN.
+export ANANTA_REQUIRE_SANDBOX=1
 
 cargo test --workspace --all-features "$@"

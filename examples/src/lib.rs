@@ -19,6 +19,8 @@
 
 use ananta_core::{ChatMessage, ChatRequest, Error, ExecRequest, Executor, LlmProvider};
 
+pub mod exec_cli;
+
 /// Whether `git status --porcelain` reports nothing (exit code 0 and empty output).
 pub async fn is_clean_worktree(exec: &dyn Executor) -> Result<bool, Error> {
     let outcome = exec
