@@ -287,6 +287,11 @@ impl ShellExecutor {
             for name in ["HOME", "TMPDIR"] {
                 env.insert(OsString::from(name), temp.as_os_str().to_owned());
             }
+            #[cfg(target_os = "linux")]
+            for (name, dir) in crate::sandbox::toolchain_homes() {
+                env.entry(OsString::from(name))
+                    .or_insert_with(|| dir.into_os_string());
+            }
         }
         for (key, value) in &request.env {
             check_env_var("request", key, value)?;

@@ -372,8 +372,8 @@ impl SandboxConfig {
 /// The default read-and-execute roots: system binaries and libraries (`/usr`, `/bin`, `/sbin`,
 /// `/lib*`, `/opt`), `/etc` without [`ETC_SECRETS`] (but with `/etc/ssl/certs`), `/proc`,
 /// `/dev/urandom` and `/dev/random`, and the Rust toolchain (`$RUSTUP_HOME`, and the `bin`,
-/// `registry` and `git` directories of `$CARGO_HOME`, not its credentials) when those
-/// variables are set.
+/// `registry` and `git` directories of `$CARGO_HOME`, not its credentials; `~/.rustup` and
+/// `~/.cargo` when the variables are not set).
 ///
 /// `/proc` lets tools inspect their own processes; Landlock's ptrace rules keep other
 /// processes' memory, environment and descriptors out of reach, but their command lines are
@@ -409,16 +409,33 @@ pub fn default_read_roots() -> Vec<PathBuf> {
         etc.sort();
         roots.extend(etc);
     }
-    if let Some(rustup) = std::env::var_os("RUSTUP_HOME") {
-        roots.push(PathBuf::from(rustup));
-    }
-    if let Some(cargo) = std::env::var_os("CARGO_HOME") {
-        let cargo = PathBuf::from(cargo);
-        for sub in ["bin", "registry", "git"] {
-            roots.push(cargo.join(sub));
+    for (name, dir) in toolchain_homes() {
+        if name == "RUSTUP_HOME" {
+            roots.push(dir);
+        } else {
+            for sub in ["bin", "registry", "git"] {
+                roots.push(dir.join(sub));
+            }
         }
     }
     roots
+}
+
+/// The Rust toolchain's homes of the host: `RUSTUP_HOME` and `CARGO_HOME` when set, else
+/// `~/.rustup` and `~/.cargo` when they exist. A sandboxed command gets a private `HOME`, so
+/// the executor also passes these two variables to it: without them rustup's `cargo` and
+/// `rustc` proxies would look for a toolchain in the private home and find none.
+pub(crate) fn toolchain_homes() -> Vec<(&'static str, PathBuf)> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")]
+        .into_iter()
+        .filter_map(|(name, default)| {
+            let dir = std::env::var_os(name)
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(default)))?;
+            dir.is_dir().then_some((name, dir))
+        })
+        .collect()
 }
 
 /// A confinement feature of the sandbox.
