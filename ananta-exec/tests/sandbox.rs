@@ -8,16 +8,14 @@
 #![allow(clippy::print_stderr)] // skip notices and the kernel report
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ananta_core::error::ExecError;
 use ananta_core::exec::{ExecOutcome, ExecRequest, Executor};
 use ananta_exec::sandbox::Feature;
+
+mod support;
 use ananta_exec::{Enforcement, KernelSupport, Limits, SandboxConfig, ShellExecutor};
 
 /// Exit code of the canary prefix when the sandbox is not active.
@@ -104,29 +102,11 @@ fn strict_available() -> bool {
 
 /// Pids of live processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = state
-            .rfind(')')
-            .and_then(|i| state[i + 1..].split_whitespace().next())
-            .is_some_and(|s| s == "Z" || s == "X");
-        if !zombie && cmdline.contains(needle) {
-            found.push(pid);
-        }
-    }
-    found
+    support::live_processes()
+        .into_iter()
+        .filter(|p| p.cmdline().contains(needle))
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[test]
@@ -263,37 +243,13 @@ async fn home_and_tmpdir_are_private_and_removed_after_the_run() {
     );
 }
 
-/// Accepts connections on 127.0.0.1 and counts them until dropped.
-struct Listener {
-    port: u16,
-    accepted: Arc<AtomicUsize>,
-}
-
-impl Listener {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
-        std::thread::spawn(move || {
-            for mut s in listener.incoming().flatten() {
-                count.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 256];
-                let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-                let _ = s.read(&mut buf);
-            }
-        });
-        Self { port, accepted }
-    }
-}
-
 #[tokio::test]
 async fn network_is_denied_unless_allowed() {
     if !strict_available() {
         return;
     }
     let fx = Fixture::new();
-    let listener = Listener::start();
+    let listener = support::Listener::start();
     let command = format!(
         "curl -s -m 2 http://127.0.0.1:{port}/; \
          python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)' \
@@ -307,14 +263,14 @@ async fn network_is_denied_unless_allowed() {
     assert!(!out.stdout.contains("PY-CONNECTED"), "{out:?}");
     assert!(!out.stdout.contains("UDP-SOCKET"), "{out:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(listener.accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(listener.accepted(), 0);
 
     let allowed = fx.executor(fx.config().with_network(true));
     let out = fx.run_guarded(&allowed, &command).await;
     assert!(out.stdout.contains("PY-CONNECTED"), "{out:?}");
     assert!(out.stdout.contains("UDP-SOCKET"), "{out:?}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(listener.accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(listener.accepted(), 2);
 }
 
 #[tokio::test]

@@ -18,16 +18,14 @@
 #![allow(clippy::print_stderr)] // per-case timings and skip notices
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ananta_core::exec::{ExecRequest, Executor};
 use ananta_exec::{KernelSupport, Limits, SandboxConfig, ShellExecutor};
+
+mod support;
 
 const UNCONFINED: i32 = 97;
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -226,53 +224,14 @@ impl World {
     }
 }
 
-/// Accepts connections on 127.0.0.1 and counts them.
-fn listener() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&accepted);
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 256];
-            let _ = s.set_read_timeout(Some(Duration::from_millis(100)));
-            let _ = s.read(&mut buf);
-        }
-    });
-    (port, accepted)
-}
-
 /// Live processes carrying `marker` in their environment, or in a sandbox cgroup of ours.
 fn leftovers(marker: &str) -> Vec<(i32, String)> {
     let cgroup = format!("ananta-sandbox/run-{}-", std::process::id());
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_none_or(|s| s == "Z" || s == "X");
-        if zombie {
-            continue;
-        }
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let marked = String::from_utf8_lossy(&environ).contains(marker);
-        let in_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .is_ok_and(|c| c.contains(&cgroup));
-        if marked || in_cgroup {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            found.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")));
-        }
-    }
-    found
+    support::live_processes()
+        .into_iter()
+        .filter(|p| p.environ().contains(marker) || p.cgroups().contains(&cgroup))
+        .map(|p| (p.pid, p.cmdline()))
+        .collect()
 }
 
 fn cases() -> Vec<(String, String)> {
@@ -311,7 +270,8 @@ async fn every_hostile_case_is_contained() {
 
     let cases = cases();
     assert_eq!(cases.len(), 78, "the corpus changed size");
-    let (port, accepted) = listener();
+    let listening = support::Listener::start();
+    let port = listening.port;
     let named_before: Vec<bool> = NAMED_OUTSIDE
         .iter()
         .map(|p| Path::new(p).exists())
@@ -412,7 +372,7 @@ async fn every_hostile_case_is_contained() {
                 let _ = std::fs::remove_file(path);
             }
         }
-        if accepted.load(Ordering::SeqCst) != 0 {
+        if listening.accepted() != 0 {
             problems.push("the listener accepted a connection".into());
         }
         // No process outlives the step (the executor killed the group and the cgroup before

@@ -10,6 +10,8 @@ use ananta_core::exec::{ExecRequest, Executor, OutputChunk, OutputStream};
 use ananta_exec::{DEFAULT_OUTPUT_CAP, ShellExecutor};
 use tokio::sync::mpsc;
 
+mod support;
+
 /// A hang guard for tests that must return promptly (not a performance assertion).
 const PROMPT: Duration = Duration::from_secs(10);
 
@@ -23,40 +25,16 @@ async fn run(exec: &ShellExecutor, req: ExecRequest) -> ananta_core::exec::ExecO
 
 /// Pids of the live (non-zombie) processes whose process group is `pgid`.
 fn live_group_members(pgid: i32) -> Vec<i32> {
-    let mut members = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue; // exited meanwhile
-        };
-        // "pid (comm) state ppid pgrp ...": comm may contain spaces, so split after ')'.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (state, pgrp) = (fields[0], fields[2].parse::<i32>().unwrap());
-        if pgrp == pgid && state != "Z" && state != "X" {
-            members.push(pid);
-        }
-    }
-    members
+    support::live_processes()
+        .into_iter()
+        .filter(|p| p.pgrp == pgid)
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Whether `pid` is a live (non-zombie) process.
 fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let rest = &stat[stat.rfind(')').unwrap() + 1..];
-            !matches!(rest.split_whitespace().next(), Some("Z" | "X"))
-        }
-        Err(_) => false,
-    }
+    support::live(pid).is_some()
 }
 
 /// Polls until group `pgid` has no live member; panics with the survivors after 5 s.
