@@ -61,9 +61,9 @@ impl WorkerBuilder {
     }
 
     /// The gate every command passes before it runs (none by default: every command runs).
-    /// A refused command fails with [`ExecError::Denied`](crate::error::ExecError::Denied);
+    /// A refused command fails with [`ExecError::Denied`];
     /// one that needs a human with
-    /// [`ExecError::NeedsApproval`](crate::error::ExecError::NeedsApproval) until it is run
+    /// [`ExecError::NeedsApproval`] until it is run
     /// with approval ([`Worker::approve`], or `Hub::approve` for a Hub's task).
     pub fn gate(mut self, gate: Arc<dyn CommandGate>) -> Self {
         self.gate = Some(gate);
