@@ -375,10 +375,16 @@ impl Hub {
         if task.status == status {
             return Ok(task);
         }
+        self.apply(&task, TaskUpdate::status(status)).await
+    }
+
+    /// Applies `update` to `task`, fenced by the version it was read at, and publishes the
+    /// result.
+    async fn apply(&self, task: &Task, update: TaskUpdate) -> Result<Task, Error> {
         let updated = self
             .inner
             .store
-            .update_task(task.id, TaskUpdate::status(status), Some(task.version))
+            .update_task(task.id, update, Some(task.version))
             .await?;
         self.publish(EventKind::TaskUpdated {
             task: Box::new(updated.clone()),
@@ -549,15 +555,7 @@ impl Hub {
             proposal: Some(None),
             ..TaskUpdate::default()
         };
-        let updated = self
-            .inner
-            .store
-            .update_task(task_id, update, Some(task.version))
-            .await?;
-        self.publish(EventKind::TaskUpdated {
-            task: Box::new(updated.clone()),
-        });
-        Ok(updated)
+        self.apply(&task, update).await
     }
 
     /// The task, when it is `blocked` on a proposal that needs approval.
@@ -601,11 +599,7 @@ impl Hub {
             proposal: Some(Some(proposal.clone())),
             ..TaskUpdate::default()
         };
-        let updated = self
-            .inner
-            .store
-            .update_task(task_id, update, Some(task.version))
-            .await?;
+        self.apply(&task, update).await?;
         self.log(
             LogEntry::new(
                 Direction::Out,
@@ -615,9 +609,6 @@ impl Hub {
             .task(task_id),
         )
         .await;
-        self.publish(EventKind::TaskUpdated {
-            task: Box::new(updated),
-        });
         Ok(())
     }
 

@@ -81,7 +81,8 @@ pub async fn run_exec(args: &ExecArgs) -> Result<Value, String> {
     let mut line = json!({
         "command": args.command,
         "mode": args.mode.as_str(),
-        "decision": decision_name(&decision),
+        // The decision's own wire name (`allow`, `needs_approval`, `deny`).
+        "decision": serde_json::to_value(&decision).map_err(|e| e.to_string())?["decision"],
         "rule": null,
         "reasons": [],
         "ran": false,
@@ -145,15 +146,6 @@ fn sandboxed(workspace: &std::path::Path, allow_network: bool) -> ShellExecutor 
 #[cfg(not(target_os = "linux"))]
 fn sandboxed(workspace: &std::path::Path, _allow_network: bool) -> ShellExecutor {
     ShellExecutor::new(workspace)
-}
-
-fn decision_name(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::Allow => "allow",
-        Decision::NeedsApproval { .. } => "needs_approval",
-        Decision::Deny { .. } => "deny",
-        _ => "unknown",
-    }
 }
 
 #[cfg(test)]

@@ -285,8 +285,9 @@ impl PostgresStore {
         claim: &Claim,
         status: TaskStatus,
     ) -> Result<Option<Task>, StoreError> {
-        let statement = release_statement(claim, status)?;
-        let row: Option<TaskRow> = self
+        let mut statement = prepared::ReleaseManyStatement::new()?;
+        statement.push(claim, status)?;
+        let row: Option<ReleasedRow> = self
             .run(move |c| {
                 async move { statement.get_result(c).await.optional().map_err(map_db) }.boxed()
             })
@@ -681,46 +682,15 @@ async fn session_setup(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> 
     diesel_async::SimpleAsyncConnection::batch_execute(conn, "SET enable_bitmapscan = off").await
 }
 
-/// The statement of [`PostgresStore::release_fast`] for `claim` and `status`.
-fn release_statement(
-    claim: &Claim,
-    status: TaskStatus,
-) -> Result<prepared::ReleaseStatement, StoreError> {
-    let from: Vec<String> = TaskStatus::ALL
-        .into_iter()
-        .filter(|s| s.can_transition_to(status))
-        .map(|s| s.as_str().to_string())
-        .collect();
-    let now = serde_json::to_value(Utc::now())
-        .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?;
-    Ok(prepared::ReleaseStatement {
-        status: status.as_str(),
-        now,
-        id: claim.task_id.to_string(),
-        token: i64_of(claim.token)?,
-        agent: claim.agent.to_string(),
-        from,
-    })
-}
-
-/// [`TaskStore::release`] inside a transaction: the one-statement form when the claim is
-/// current and the move allowed, else the general path, which reports exactly what is wrong.
-/// A rule broken is `Ok(Err(_))`; a database error aborts the transaction (`Err`).
-async fn release_in(
+/// [`TaskStore::release`] inside a transaction, the general way: lock the row, apply
+/// [`rules::release`], save. For the claims the one-statement form left alone (it already ran
+/// for them and changed nothing), so this path reports exactly what is wrong. A rule broken
+/// is `Ok(Err(_))`; a database error aborts the transaction (`Err`).
+async fn release_general(
     c: &mut AsyncPgConnection,
     claim: &Claim,
     status: TaskStatus,
 ) -> Result<Result<Task, StoreError>, TxError> {
-    if !status.is_active() {
-        let row: Option<TaskRow> = release_statement(claim, status)
-            .map_err(TxError::Store)?
-            .get_result(c)
-            .await
-            .optional()?;
-        if let Some(row) = row {
-            return Ok(row.into_task());
-        }
-    }
     let mut task = match lock_task(c, claim.task_id).await {
         Ok(task) => task,
         Err(TxError::Store(e)) => return Ok(Err(e)),
@@ -733,31 +703,8 @@ async fn release_in(
     Ok(Ok(task))
 }
 
-/// The release statement of [`PostgresStore::release_fast`]: moves task `$3` to status `$1`
-/// at time `$2` (JSON) and ends its lease, only if `$4`/`$5` hold the current lease and the
-/// task's status is one of `$6`; announces a task given back to `todo`; returns the task
-/// with its steps.
-fn release_sql() -> String {
-    let todo = TaskStatus::Todo.as_str();
-    format!(
-        "WITH upd AS ( \
-           UPDATE tasks SET \
-             status = $1, \
-             assigned_agent = CASE WHEN $1 = '{todo}' THEN NULL ELSE assigned_agent END, \
-             lease_agent = NULL, lease_token = NULL, lease_expires_at = NULL, \
-             version = version + 1, \
-             data = data || jsonb_build_object('status', $1::text, 'lease', NULL::jsonb, \
-                            'version', version + 1, 'updated_at', $2::jsonb) \
-                    || CASE WHEN $1 = '{todo}' THEN jsonb_build_object('assigned_agent', NULL::jsonb) \
-                            ELSE '{{}}'::jsonb END \
-           WHERE id = $3 AND lease_token = $4 AND lease_agent = $5 AND status = ANY($6) \
-           RETURNING id, data), \
-         note AS (SELECT pg_notify('{NOTIFY_CHANNEL}', id) FROM upd WHERE $1 = '{todo}') \
-       SELECT t.data, {STEPS} AS steps FROM upd t WHERE (SELECT count(*) FROM note) >= 0"
-    )
-}
-
-/// The statement of [`TaskStore::release_many`]: the release statement for many claims at
+/// The release statement, of [`TaskStore::release_many`] and (with one claim) of
+/// [`PostgresStore::release_fast`]: the same changes as [`rules::release`] for many claims at
 /// once, given as parallel arrays (`$1` task ids, `$2` tokens, `$3` agents, `$4` new
 /// statuses, `$5` the statuses each task may leave, comma-separated; `$6` the time as JSON).
 /// Each task whose claim is current and whose move is allowed is released; the others are
@@ -796,6 +743,16 @@ struct ReleasedRow {
     data: serde_json::Value,
     #[diesel(sql_type = Jsonb)]
     steps: serde_json::Value,
+}
+
+impl ReleasedRow {
+    fn into_task(self) -> Result<Task, StoreError> {
+        TaskRow {
+            data: self.data,
+            steps: self.steps,
+        }
+        .into_task()
+    }
 }
 
 /// The claim statement: picks up to `$6` tasks `$1` may claim at `$3` (the SQL form of
@@ -1258,7 +1215,12 @@ impl TaskStore for PostgresStore {
             return Ok(task);
         }
         self.tx(move |c| {
-            async move { release_in(c, &claim, status).await?.map_err(TxError::Store) }.boxed()
+            async move {
+                release_general(c, &claim, status)
+                    .await?
+                    .map_err(TxError::Store)
+            }
+            .boxed()
         })
         .await
     }
@@ -1276,54 +1238,27 @@ impl TaskStore for PostgresStore {
         // those the statement left alone) take the general path after it, in their order,
         // which gives each the answer a release one by one would have given.
         let mut seen = std::collections::HashSet::new();
-        let mut statement = prepared::ReleaseManyStatement {
-            ids: Vec::new(),
-            tokens: Vec::new(),
-            agents: Vec::new(),
-            statuses: Vec::new(),
-            froms: Vec::new(),
-            now: serde_json::to_value(Utc::now())
-                .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?,
-        };
+        let mut statement = prepared::ReleaseManyStatement::new()?;
         let mut in_statement = Vec::with_capacity(releases.len());
         for (claim, status) in &releases {
             // Only a task's first claim in the batch: the statement runs before the general
             // path, so a later claim on a task must not overtake an earlier one.
             let take = seen.insert(claim.task_id) && !status.is_active();
             in_statement.push(take);
-            if !take {
-                continue;
+            if take {
+                statement.push(claim, *status)?;
             }
-            statement.ids.push(claim.task_id.to_string());
-            statement.tokens.push(i64_of(claim.token)?);
-            statement.agents.push(claim.agent.to_string());
-            statement.statuses.push(status.as_str().to_string());
-            statement.froms.push(
-                TaskStatus::ALL
-                    .into_iter()
-                    .filter(|s| s.can_transition_to(*status))
-                    .map(TaskStatus::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
         }
         self.tx(move |c| {
             async move {
-                let rows: Vec<ReleasedRow> = if statement.ids.is_empty() {
+                let rows: Vec<ReleasedRow> = if statement.is_empty() {
                     Vec::new()
                 } else {
                     statement.load(c).await?
                 };
                 let mut released: std::collections::HashMap<String, Result<Task, StoreError>> =
                     rows.into_iter()
-                        .map(|row| {
-                            let task = TaskRow {
-                                data: row.data,
-                                steps: row.steps,
-                            }
-                            .into_task();
-                            (row.id, task)
-                        })
+                        .map(|row| (row.id.clone(), row.into_task()))
                         .collect();
                 let mut out = Vec::with_capacity(releases.len());
                 for ((claim, status), in_statement) in releases.iter().zip(in_statement) {
@@ -1334,7 +1269,7 @@ impl TaskStore for PostgresStore {
                     };
                     match done {
                         Some(task) => out.push(task),
-                        None => out.push(release_in(c, claim, *status).await?),
+                        None => out.push(release_general(c, claim, *status).await?),
                     }
                 }
                 Ok(out)

@@ -2,10 +2,15 @@
 //! connection prepares them once and then only binds and runs them: diesel prepares a
 //! `sql_query` statement anew (parse, analyse, plan) for every call.
 
+use ananta_core::error::StoreError;
+use ananta_core::store::Claim;
+use ananta_core::task::TaskStatus;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::QueryResult;
 use diesel::sql_types::{Array, BigInt, Jsonb, Text, Untyped};
+
+use crate::sql::i64_of;
 
 /// Pushes `sql` with each `$n` replaced by the `n`th bind, which `bind(n, out)` pushes. A
 /// number may appear more than once; each occurrence is bound again (diesel numbers the
@@ -74,37 +79,6 @@ impl Query for ClaimStatement {
     type SqlType = Untyped;
 }
 
-/// [`super::release_sql`] with its parameters.
-#[derive(QueryId)]
-pub(super) struct ReleaseStatement {
-    pub(super) status: &'static str,
-    pub(super) now: serde_json::Value,
-    pub(super) id: String,
-    pub(super) token: i64,
-    pub(super) agent: String,
-    pub(super) from: Vec<String>,
-}
-
-static RELEASE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(super::release_sql);
-
-impl QueryFragment<Pg> for ReleaseStatement {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        walk_numbered(&RELEASE_SQL, &mut out, |n, out| match n {
-            1 => out.push_bind_param::<Text, _>(&self.status),
-            2 => out.push_bind_param::<Jsonb, _>(&self.now),
-            3 => out.push_bind_param::<Text, _>(&self.id),
-            4 => out.push_bind_param::<BigInt, _>(&self.token),
-            5 => out.push_bind_param::<Text, _>(&self.agent),
-            6 => out.push_bind_param::<Array<Text>, _>(&self.from),
-            _ => Err(unknown_parameter(&RELEASE_SQL)),
-        })
-    }
-}
-
-impl Query for ReleaseStatement {
-    type SqlType = Untyped;
-}
-
 /// [`super::release_many_sql`] with its parameters: one entry per claim in each array.
 #[derive(QueryId)]
 pub(super) struct ReleaseManyStatement {
@@ -119,6 +93,43 @@ pub(super) struct ReleaseManyStatement {
 
 static RELEASE_MANY_SQL: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(super::release_many_sql);
+
+impl ReleaseManyStatement {
+    /// A statement releasing nothing yet, at the current time.
+    pub(super) fn new() -> Result<Self, StoreError> {
+        Ok(Self {
+            ids: Vec::new(),
+            tokens: Vec::new(),
+            agents: Vec::new(),
+            statuses: Vec::new(),
+            froms: Vec::new(),
+            now: serde_json::to_value(chrono::Utc::now())
+                .map_err(|e| StoreError::Backend(format!("encoding a time: {e}")))?,
+        })
+    }
+
+    /// Adds `claim`, to be moved to `status` (from the statuses that may move there).
+    pub(super) fn push(&mut self, claim: &Claim, status: TaskStatus) -> Result<(), StoreError> {
+        self.ids.push(claim.task_id.to_string());
+        self.tokens.push(i64_of(claim.token)?);
+        self.agents.push(claim.agent.to_string());
+        self.statuses.push(status.as_str().to_string());
+        self.froms.push(
+            TaskStatus::ALL
+                .into_iter()
+                .filter(|s| s.can_transition_to(status))
+                .map(TaskStatus::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        Ok(())
+    }
+
+    /// Whether no claim was added.
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
 
 impl QueryFragment<Pg> for ReleaseManyStatement {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
@@ -171,16 +182,17 @@ mod tests {
     }
 
     #[test]
-    fn the_release_statement_has_six_parameters() {
-        let q = ReleaseStatement {
-            status: "done",
-            now: serde_json::json!("2026-01-01T00:00:00Z"),
-            id: "x".into(),
+    fn the_release_statement_checks_where_each_task_may_move_from() {
+        let mut q = ReleaseManyStatement::new().unwrap();
+        let claim = Claim {
+            task_id: ananta_core::ids::TaskId::new(),
+            agent: ananta_core::ids::AgentId::new("a").unwrap(),
             token: 1,
-            agent: "a".into(),
-            from: vec!["in_progress".into()],
+            expires_at: chrono::Utc::now(),
         };
+        q.push(&claim, TaskStatus::Done).unwrap();
+        assert_eq!(q.froms, vec!["in_progress,proposing,done".to_string()]);
         let sql = sql_of(&q);
-        assert!(sql.contains("status = ANY("), "{sql}");
+        assert!(sql.contains("status = ANY(string_to_array("), "{sql}");
     }
 }
