@@ -329,6 +329,9 @@ pub enum AgentError {
     /// The call was cancelled.
     #[error("agent call cancelled")]
     Cancelled,
+    /// The agent did not answer in time.
+    #[error("agent did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl AgentError {
@@ -337,7 +340,7 @@ impl AgentError {
         match self {
             Self::Llm(e) => e.is_transient(),
             Self::Exec(e) => e.is_transient(),
-            Self::Unreachable(_) => true,
+            Self::Unreachable(_) | Self::Timeout(_) => true,
             _ => false,
         }
     }

@@ -55,6 +55,9 @@ pub mod decompose;
 pub mod error;
 pub mod event;
 pub mod exec;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod llm;
