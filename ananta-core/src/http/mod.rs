@@ -3,5 +3,10 @@
 //! and an OpenAPI document.
 
 pub mod error;
+pub mod types;
 
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ErrorInfo, OptionalBody};
+pub use types::{
+    HealthResponse, IDEMPOTENCY_HEADER, RegisterRequest, RegisterResponse, WorkerExecuteBody,
+    WorkerProposeBody,
+};
