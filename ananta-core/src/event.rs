@@ -64,6 +64,34 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// The task the event is about, when it is about one.
+    pub fn task_id(&self) -> Option<crate::ids::TaskId> {
+        match self {
+            Self::TaskCreated { task } | Self::TaskUpdated { task } => Some(task.id),
+            Self::TaskDeleted { task_id }
+            | Self::TaskAssigned { task_id, .. }
+            | Self::StepProposed { task_id, .. }
+            | Self::StepExecuted { task_id, .. } => Some(*task_id),
+            Self::AgentRegistered { .. } | Self::AgentStatusChanged { .. } => None,
+        }
+    }
+
+    /// The event's type as written in JSON (`task_created`, `agent_status_changed`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TaskCreated { .. } => "task_created",
+            Self::TaskUpdated { .. } => "task_updated",
+            Self::TaskDeleted { .. } => "task_deleted",
+            Self::TaskAssigned { .. } => "task_assigned",
+            Self::StepProposed { .. } => "step_proposed",
+            Self::StepExecuted { .. } => "step_executed",
+            Self::AgentRegistered { .. } => "agent_registered",
+            Self::AgentStatusChanged { .. } => "agent_status_changed",
+        }
+    }
+}
+
 /// An event with its time and a sequence number (per bus, starting at 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
@@ -160,6 +188,8 @@ mod tests {
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["type"], "agent_status_changed");
+        assert_eq!(event.kind.name(), "agent_status_changed");
+        assert_eq!(event.kind.task_id(), None);
         assert_eq!(json["status"], "offline");
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);

@@ -31,6 +31,7 @@ pub struct HubBuilder {
     store: Option<Arc<dyn TaskStore>>,
     registry: Option<Arc<dyn AgentRegistry>>,
     event_capacity: Option<usize>,
+    reassign_offline: bool,
 }
 
 impl HubBuilder {
@@ -52,6 +53,13 @@ impl HubBuilder {
         self
     }
 
+    /// When a task's agent is offline, hand the task to the best-matching online agent
+    /// instead of failing the step with [`Error::AgentOffline`] (default: off).
+    pub fn reassign_offline(mut self, on: bool) -> Self {
+        self.reassign_offline = on;
+        self
+    }
+
     /// Builds the hub; fails without a store.
     pub fn build(self) -> Result<Hub, Error> {
         let store = self
@@ -65,6 +73,7 @@ impl HubBuilder {
                     .unwrap_or_else(|| Arc::new(InMemoryRegistry::new())),
                 clients: RwLock::new(HashMap::new()),
                 events: EventBus::new(self.event_capacity.unwrap_or(1024)),
+                reassign_offline: self.reassign_offline,
             }),
         })
     }
@@ -75,6 +84,7 @@ struct HubInner {
     registry: Arc<dyn AgentRegistry>,
     clients: RwLock<HashMap<AgentId, Arc<dyn AgentClient>>>,
     events: EventBus,
+    reassign_offline: bool,
 }
 
 /// The brain and memory of Ananta: keeps the task board, templates and agents, and forwards
@@ -216,23 +226,56 @@ impl Hub {
     // ---- agents -----------------------------------------------------------------------
 
     /// Registers an agent and the client that reaches it (an in-process `Worker`, or a
-    /// remote client). Registering a known name again updates its card and client.
+    /// remote client). Registering a known name again updates its card and client, and counts
+    /// as a heartbeat: the agent is online and was last seen now.
+    ///
+    /// Publishes `AgentRegistered` when the agent is new or its card changed, and
+    /// `AgentStatusChanged` when it was offline before.
     pub async fn register_agent(
         &self,
         card: AgentCard,
         client: Arc<dyn AgentClient>,
     ) -> Result<AgentInfo, Error> {
+        let before = match self.inner.registry.get(card.name.clone()).await {
+            Ok(info) => Some(info),
+            Err(crate::error::RegistryError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         let info = self.inner.registry.register(card).await?;
         self.inner
             .clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.card.name.clone(), client);
-        tracing::info!(agent = %info.card.name, "agent registered");
-        self.publish(EventKind::AgentRegistered {
-            agent: Box::new(info.clone()),
-        });
+        let changed = before
+            .as_ref()
+            .is_none_or(|b| b.card_version != info.card_version);
+        if changed {
+            tracing::info!(agent = %info.card.name, version = info.card_version, "agent registered");
+            self.publish(EventKind::AgentRegistered {
+                agent: Box::new(info.clone()),
+            });
+        }
+        if before
+            .as_ref()
+            .is_some_and(|b| b.status != AgentStatus::Online)
+        {
+            tracing::info!(agent = %info.card.name, "agent is back online");
+            self.publish(EventKind::AgentStatusChanged {
+                agent: info.card.name.clone(),
+                status: AgentStatus::Online,
+            });
+        }
         Ok(info)
+    }
+
+    /// Whether the hub holds a client for the agent (registered in this process).
+    pub fn is_connected(&self, id: &AgentId) -> bool {
+        self.inner
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
     }
 
     /// Removes an agent.
@@ -356,18 +399,48 @@ impl Hub {
         Ok(task)
     }
 
-    /// The assigned agent and its client, refusing offline agents.
+    /// The assigned agent and its client, refusing offline agents (or, when the hub was
+    /// built with [`HubBuilder::reassign_offline`], handing the task to the best-matching
+    /// online agent).
     async fn assigned(&self, task: &Task) -> Result<(AgentId, Arc<dyn AgentClient>), Error> {
         let agent = task
             .assigned_agent
             .clone()
             .ok_or(Error::NotAssigned(task.id))?;
         let info = self.inner.registry.get(agent.clone()).await?;
-        if info.status == AgentStatus::Offline {
-            return Err(Error::AgentOffline(agent));
+        if info.status == AgentStatus::Offline || !self.is_connected(&agent) {
+            if !self.inner.reassign_offline {
+                return Err(if info.status == AgentStatus::Offline {
+                    Error::AgentOffline(agent)
+                } else {
+                    Error::AgentNotConnected(agent)
+                });
+            }
+            let text = format!("{} {}", task.title, task.description);
+            let candidates = self.inner.registry.best_match(text, 8).await?;
+            let Some(next) = candidates
+                .into_iter()
+                .map(|m| m.agent)
+                .find(|a| *a != agent && self.is_connected(a))
+            else {
+                return Err(Error::AgentOffline(agent));
+            };
+            tracing::info!(task = %task.id, from = %agent, to = %next, "reassigning a task away from an offline agent");
+            self.assign(task.id, next.clone()).await?;
+            let client = self.client(&next)?;
+            return Ok((next, client));
         }
         let client = self.client(&agent)?;
         Ok((agent, client))
+    }
+
+    /// The task as stored now when [`Hub::assigned`] handed it to another agent.
+    async fn reread_if_reassigned(&self, task: Task, agent: &AgentId) -> Result<Task, Error> {
+        if task.assigned_agent.as_ref() == Some(agent) {
+            Ok(task)
+        } else {
+            Ok(self.inner.store.get_task(task.id).await?)
+        }
     }
 
     /// Moves `task` to `status` (fenced by its version) unless it is there already.
@@ -399,6 +472,7 @@ impl Hub {
     pub async fn propose(&self, task_id: TaskId) -> Result<Proposed, Error> {
         let task = self.inner.store.get_task(task_id).await?;
         let (agent, client) = self.assigned(&task).await?;
+        let task = self.reread_if_reassigned(task, &agent).await?;
         let template = match task.template_id {
             Some(id) => Some(self.inner.store.get_template(id).await?),
             None => None,
@@ -627,6 +701,7 @@ impl Hub {
             return Err(AgentError::NoCommand(task_id).into());
         }
         let (agent, client) = self.assigned(&task).await?;
+        let task = self.reread_if_reassigned(task, &agent).await?;
         let task = self.move_to(task, TaskStatus::InProgress).await?;
         let index = task.next_step_index().unwrap_or(u32::MAX);
         let shown = command

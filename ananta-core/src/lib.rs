@@ -97,7 +97,7 @@ pub use task::{
 };
 pub use template::{NewTemplate, Template, TemplateUpdate};
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{Worker, WorkerBuilder, WorkerConfig};
 
 /// `mockall` mocks of every trait, for unit tests of code built on Ananta (feature `mocks`).
 ///

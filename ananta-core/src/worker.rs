@@ -30,13 +30,64 @@ struct Settings {
     name: AgentId,
     system_prompt: String,
     specialisation: String,
-    model: Option<String>,
-    temperature: Option<f32>,
-    max_tokens: Option<u32>,
-    structured_output: bool,
-    output_budget: usize,
-    history_steps: usize,
+    config: WorkerConfig,
     log_capacity: usize,
+}
+
+/// The settings of a [`Worker`] that may change while it runs (the seed's `/config`): read
+/// them with [`Worker::config`], change them with [`Worker::set_config`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct WorkerConfig {
+    /// The model to ask (a template's `model` overrides it per task).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Sampling temperature, `0.0..=2.0`.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Answer token limit.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// Whether answers are constrained to [`AnswerFormat`]'s schema.
+    #[serde(default)]
+    pub structured_output: bool,
+    /// Characters of each output stream fed back to the model (at least 100).
+    pub output_budget: usize,
+    /// How many of the latest steps the prompt shows (at least 1).
+    pub history_steps: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            temperature: None,
+            max_tokens: None,
+            structured_output: false,
+            output_budget: 4_000,
+            history_steps: 20,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(format!("temperature {t} is outside 0.0..=2.0"));
+        }
+        if self.output_budget < 100 {
+            return Err("output_budget must be at least 100 characters".into());
+        }
+        if self.history_steps == 0 {
+            return Err("history_steps must be at least 1".into());
+        }
+        if self.model.as_ref().is_some_and(|m| m.trim().is_empty()) {
+            return Err("model must not be empty (leave it out for the provider's default)".into());
+        }
+        Ok(())
+    }
 }
 
 /// Builds a [`Worker`].
@@ -84,19 +135,19 @@ impl WorkerBuilder {
 
     /// The model to ask (a template's `model` overrides it per task).
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.settings.model = Some(model.into());
+        self.settings.config.model = Some(model.into());
         self
     }
 
     /// Sampling temperature.
     pub fn temperature(mut self, temperature: f32) -> Self {
-        self.settings.temperature = Some(temperature);
+        self.settings.config.temperature = Some(temperature);
         self
     }
 
     /// Answer token limit.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
-        self.settings.max_tokens = Some(max_tokens);
+        self.settings.config.max_tokens = Some(max_tokens);
         self
     }
 
@@ -104,21 +155,21 @@ impl WorkerBuilder {
     /// output). Small local models then always answer in the shape [`parse_answer`] reads;
     /// leave it off (the default) for servers that do not support `json_schema` output.
     pub fn structured_output(mut self, on: bool) -> Self {
-        self.settings.structured_output = on;
+        self.settings.config.structured_output = on;
         self
     }
 
     /// Characters of each stream (stdout, stderr) of a step fed back to the model (default
     /// 4,000; head and tail are kept, with a marker of what was cut).
     pub fn output_budget(mut self, chars: usize) -> Self {
-        self.settings.output_budget = chars;
+        self.settings.config.output_budget = chars;
         self
     }
 
     /// How many of the latest steps the prompt shows (default 20; older ones are summarised
     /// as a count).
     pub fn history_steps(mut self, steps: usize) -> Self {
-        self.settings.history_steps = steps;
+        self.settings.config.history_steps = steps;
         self
     }
 
@@ -138,9 +189,13 @@ impl WorkerBuilder {
             .ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
         let mut settings = self.settings;
         settings.log_capacity = settings.log_capacity.max(1);
+        settings.config.output_budget = settings.config.output_budget.max(100);
+        settings.config.history_steps = settings.config.history_steps.max(1);
+        let config = std::sync::RwLock::new(settings.config.clone());
         Ok(Worker {
             inner: Arc::new(WorkerInner {
                 settings,
+                config,
                 llm,
                 executor,
                 gate: self.gate,
@@ -160,6 +215,7 @@ struct LogRing {
 
 struct WorkerInner {
     settings: Settings,
+    config: std::sync::RwLock<WorkerConfig>,
     llm: Arc<dyn LlmProvider>,
     executor: Arc<dyn Executor>,
     gate: Option<Arc<dyn CommandGate>>,
@@ -180,7 +236,7 @@ impl std::fmt::Debug for Worker {
         f.debug_struct("Worker")
             .field("name", &self.inner.settings.name)
             .field("llm", &self.inner.llm.name())
-            .field("model", &self.inner.settings.model)
+            .field("model", &self.config().model)
             .finish_non_exhaustive()
     }
 }
@@ -193,12 +249,7 @@ impl Worker {
                 name,
                 system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
                 specialisation: String::new(),
-                model: None,
-                temperature: None,
-                max_tokens: None,
-                structured_output: false,
-                output_budget: 4_000,
-                history_steps: 20,
+                config: WorkerConfig::default(),
                 log_capacity: 10_000,
             },
             llm: None,
@@ -210,6 +261,28 @@ impl Worker {
     /// The worker's name.
     pub fn name(&self) -> &AgentId {
         &self.inner.settings.name
+    }
+
+    /// The settings that may change while the worker runs.
+    pub fn config(&self) -> WorkerConfig {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the changeable settings (checked first; nothing changes when they are invalid).
+    /// Steps already asking the LLM finish with the old settings.
+    pub fn set_config(&self, config: WorkerConfig) -> Result<(), Error> {
+        config.validate().map_err(Error::InvalidInput)?;
+        *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+        Ok(())
+    }
+
+    /// The worker's specialisation (shown on its card).
+    pub fn specialisation(&self) -> &str {
+        &self.inner.settings.specialisation
     }
 
     /// An in-process card for registering this worker with a Hub.
@@ -228,6 +301,7 @@ impl Worker {
         template: Option<&Template>,
     ) -> Result<Vec<ChatMessage>, AgentError> {
         let inner = &self.inner;
+        let config = self.config();
         let mut system = inner.settings.system_prompt.clone();
         if !inner.settings.specialisation.is_empty() {
             system.push_str("\n\nYour specialisation: ");
@@ -241,10 +315,7 @@ impl Worker {
             None => format!("Task {}: {}\n\n{}", task.id, task.title, task.description),
         };
         let mut messages = vec![ChatMessage::system(system), ChatMessage::user(task_text)];
-        let skip = task
-            .steps
-            .len()
-            .saturating_sub(inner.settings.history_steps);
+        let skip = task.steps.len().saturating_sub(config.history_steps);
         if skip > 0 {
             messages.push(ChatMessage::user(format!(
                 "({skip} earlier step(s) omitted; the latest {} follow.)",
@@ -263,7 +334,7 @@ impl Worker {
                 "Step {} ran `{}`:\n{}\nPropose the next command, or answer done.",
                 step.index,
                 step.command,
-                step.outcome.summary_for_model(inner.settings.output_budget)
+                step.outcome.summary_for_model(config.output_budget)
             )));
         }
         Ok(messages)
@@ -293,6 +364,7 @@ impl Worker {
         template: Option<&Template>,
     ) -> Result<Proposed, AgentError> {
         let inner = &self.inner;
+        let config = self.config();
         let messages = self.build_messages(task, template)?;
         let prompt = messages
             .last()
@@ -302,10 +374,10 @@ impl Worker {
         let mut request = ChatRequest::new(messages);
         request.model = template
             .and_then(|t| t.model.clone())
-            .or_else(|| inner.settings.model.clone());
-        request.temperature = inner.settings.temperature;
-        request.max_tokens = inner.settings.max_tokens;
-        if inner.settings.structured_output {
+            .or_else(|| config.model.clone());
+        request.temperature = config.temperature;
+        request.max_tokens = config.max_tokens;
+        if config.structured_output {
             request = request.json_schema_for::<AnswerFormat>();
         }
         self.log(

@@ -1,12 +1,55 @@
 //! HTTP for the Hub and the Worker (feature `http`): axum routers with the seed's API,
-//! authentication, the remote-agent client, registration and heartbeats, server-sent events
-//! and an OpenAPI document.
+//! authentication and roles, the remote-agent client, registration and heartbeats,
+//! server-sent events and an OpenAPI document.
+//!
+//! - [`hub_router`] / [`HubApi`]: every endpoint of the seed's hub (tasks, templates,
+//!   assignment, forwarded steps, logs, `/register`, `/agents`, `/events`), plus approvals;
+//!   [`HubApi::monitor`] marks agents offline after missed heartbeats or failed health checks.
+//! - [`worker_router`] / [`WorkerApi`]: the seed's worker (`/step/propose`, `/step/execute`
+//!   with idempotency keys, `/logs`, `/config`); [`WorkerApi::join_hub`] registers and
+//!   heartbeats.
+//! - [`RemoteAgent`]: the [`AgentClient`](crate::AgentClient) a hub reaches a worker through,
+//!   with the worker's token, timeouts and safe retries.
+//! - [`Auth`]: `AGENT_TOKEN` (constant-time), users with argon2 hashes logging in for a JWT
+//!   with a role, token rotation, rate limits.
+//! - [`serve`] with graceful shutdown on [`shutdown_signal`].
+//!
+//! Every error is `{"error": {"code", "message", "details"?}}` ([`ApiError`]) with a fitting
+//! status; `GET /openapi.json` describes the whole API ([`openapi::document`]).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ananta_core::http::{Auth, HttpOptions, HubApi, serve, shutdown_signal};
+//! use ananta_core::{CancellationToken, Hub};
+//! # async fn demo(store: Arc<dyn ananta_core::TaskStore>) -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::builder().store(store).build()?;
+//! let shutdown = CancellationToken::new();
+//! let options = HttpOptions { shutdown: shutdown.clone(), ..HttpOptions::named("hub") };
+//! let api = HubApi::new(hub).auth(Auth::from_env()?).options(options);
+//! tokio::spawn({ let api = api.clone(); let c = shutdown.clone(); async move { api.monitor(c).await } });
+//! tokio::spawn({ let s = shutdown.clone(); async move { shutdown_signal().await; s.cancel() } });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5000").await?;
+//! serve(listener, api.router(), shutdown, std::time::Duration::from_secs(10)).await?;
+//! # Ok(()) }
+//! ```
 
+pub mod auth;
 pub mod error;
+mod events;
+mod hub_routes;
+pub mod openapi;
+pub mod remote;
+mod server;
 pub mod types;
+mod worker_routes;
 
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ErrorInfo, OptionalBody};
-pub use types::{
-    HealthResponse, IDEMPOTENCY_HEADER, RegisterRequest, RegisterResponse, WorkerExecuteBody,
-    WorkerProposeBody,
+pub use auth::{
+    Access, Auth, AuthBuilder, AuthError, LoginRequest, LoginResponse, Principal, RateBucket, Role,
 };
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ErrorInfo, OptionalBody};
+pub use hub_routes::{HubApi, hub_router};
+pub use openapi::{HUB_ROUTES, RouteSpec, WORKER_ROUTES};
+pub use remote::{HubClient, RemoteAgent};
+pub use server::{Cors, HttpOptions, serve, shutdown_signal};
+pub use types::*;
+pub use worker_routes::{WorkerApi, worker_router};

@@ -128,3 +128,155 @@ pub struct WorkerExecuteBody {
     #[serde(default)]
     pub task_id: Option<TaskId>,
 }
+
+/// The hub's `/config`: how it watches its agents. `POST /config` takes any subset of the
+/// fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HubSettings {
+    /// How often workers should register again (their heartbeat), in seconds (at least 1).
+    pub heartbeat_interval_secs: u64,
+    /// An agent not heard from for this long is marked offline, in seconds (more than the
+    /// heartbeat interval).
+    pub offline_after_secs: u64,
+    /// How often the hub checks its agents' `/health`, in seconds (at least 1).
+    pub check_interval_secs: u64,
+    /// How long a health check may take, in milliseconds (at least 100).
+    pub health_timeout_ms: u64,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_secs: 10,
+            offline_after_secs: 30,
+            check_interval_secs: 10,
+            health_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl HubSettings {
+    /// Checks the values.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval_secs == 0 || self.check_interval_secs == 0 {
+            return Err("intervals must be at least 1 second".into());
+        }
+        if self.offline_after_secs <= self.heartbeat_interval_secs {
+            return Err("offline_after_secs must be longer than the heartbeat interval".into());
+        }
+        if self.health_timeout_ms < 100 {
+            return Err("health_timeout_ms must be at least 100".into());
+        }
+        if self.heartbeat_interval_secs > 86_400
+            || self.offline_after_secs > 7 * 86_400
+            || self.check_interval_secs > 86_400
+            || self.health_timeout_ms > 600_000
+        {
+            return Err(
+                "a setting is out of range (intervals up to a day, timeouts up to 10 minutes)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `GET /tasks` filters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct TasksQuery {
+    /// Comma-separated statuses (`todo,in_progress`).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only tasks assigned to this agent.
+    #[serde(default)]
+    pub agent: Option<AgentId>,
+    /// Only tasks with this tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// At most this many.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /logs` and `GET /tasks/{id}/logs`: the seed's `?limit=&task_id=`, paging with
+/// `before_seq`, and `follow=true` for a live stream (server-sent events) of a task's log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct LogsQuery {
+    /// The latest this many entries (default 100, at most 10,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Only entries of this task.
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+    /// Only entries before this sequence number.
+    #[serde(default)]
+    pub before_seq: Option<u64>,
+    /// Stream the log live as server-sent events (`GET /tasks/{id}/logs` only).
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// `GET /events` filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EventsQuery {
+    /// Only events about this task.
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+}
+
+/// `PATCH /tasks/{id}` optimistic concurrency.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PatchQuery {
+    /// Fail with 409 `version_conflict` unless the task is at this version.
+    #[serde(default)]
+    pub expected_version: Option<u64>,
+}
+
+/// `POST /tasks/{id}/assign`: an agent by name, or — as in the seed — by URL with the token
+/// the hub must send it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct AssignBody {
+    /// A registered agent's name.
+    #[serde(default)]
+    pub agent: Option<AgentId>,
+    /// A worker's base URL; an unknown one is checked (`/health`) and registered.
+    #[serde(default)]
+    pub agent_url: Option<String>,
+    /// The worker's token (its `AGENT_TOKEN`).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `POST /tasks/{id}/step/execute` and `/approve`: a command to run instead of the proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct CommandBody {
+    /// The command (default: the task's pending proposal).
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+/// `POST /step/propose` and `/step/execute` on a hub: the task the step belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct HubStepBody {
+    /// The task.
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+    /// The command to run instead of the proposal (execute only).
+    #[serde(default)]
+    pub command: Option<String>,
+}
+
+/// `POST /tasks/{id}/reject`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct RejectBody {
+    /// Why (logged).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /rotate-token`: the new token (the old one is no longer accepted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RotateResponse {
+    /// The new `AGENT_TOKEN`.
+    pub token: String,
+}
