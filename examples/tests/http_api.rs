@@ -521,6 +521,59 @@ async fn the_event_stream_carries_the_hubs_events() {
     }
     assert!(seen.contains("\"title\":\"watched\""), "{seen}");
 
+    // Follow a task's log live: the entries so far, then each new one as it is written.
+    let id = created.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let assign = client
+        .post(format!("{base}/tasks/{id}/assign"))
+        .bearer_auth(HUB_TOKEN)
+        .json(&json!({"agent": "w1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(assign.status(), 200);
+    let follow = client
+        .get(format!("{base}/tasks/{id}/logs?follow=true"))
+        .bearer_auth(HUB_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(follow.status(), 200);
+    let mut follow = follow.bytes_stream();
+    let mut log = String::new();
+    while !log.contains("\"kind\":\"assign\"") {
+        let chunk = tokio::time::timeout_at(deadline, follow.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        log.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let proposed = client
+        .post(format!("{base}/tasks/{id}/step/propose"))
+        .bearer_auth(HUB_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proposed.status(), 200);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !log.contains("\"kind\":\"proposal\"") {
+        let chunk = tokio::time::timeout_at(deadline, follow.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        log.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(log.contains("event: log"), "{log}");
+    assert_eq!(
+        log.matches("\"kind\":\"assign\"").count(),
+        1,
+        "no entry twice: {log}"
+    );
+
     // Shutdown: the stream ends and new requests get 503.
     t.shutdown.cancel();
     let ended = tokio::time::timeout(Duration::from_secs(5), async {

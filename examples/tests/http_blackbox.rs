@@ -344,6 +344,31 @@ async fn hub_and_two_workers_as_processes() {
         }
     }
 
+    // Rotate alpha's token: alpha tells the hub first, then switches; the hub's next step
+    // reaches alpha with the new token, and the old one is refused.
+    let (status, rotated) = worker
+        .send("POST", "/rotate-token", None, Some("alpha-token"))
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_token = rotated["token"].as_str().unwrap().to_string();
+    assert_ne!(new_token, "alpha-token");
+    let (status, step) = hub
+        .hub(
+            "POST",
+            &format!("/tasks/{id}/step/execute"),
+            Some(json!({"command": "echo rotated"})),
+        )
+        .await;
+    assert_eq!(
+        (status, step["outcome"]["stdout"].as_str()),
+        (200, Some("rotated\n")),
+        "{step}"
+    );
+    let (status, _) = worker.send("GET", "/logs", None, Some("alpha-token")).await;
+    assert_eq!(status, 401);
+    let (status, _) = worker.send("GET", "/logs", None, Some(&new_token)).await;
+    assert_eq!(status, 200);
+
     // Kill beta: it goes offline and gets no work.
     let (_, task2) = hub
         .hub("POST", "/tasks", Some(json!({"title": "for beta"})))
@@ -397,7 +422,7 @@ async fn hub_and_two_workers_as_processes() {
     assert_eq!(hub_proc.url, hub.base);
     let (status, again) = hub.hub("GET", &format!("/tasks/{id}"), None).await;
     assert_eq!(status, 200, "{again}");
-    assert_eq!(again["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(again["steps"].as_array().unwrap().len(), 3);
     assert_eq!(again["assigned_agent"], "alpha");
     // alpha's heartbeat (every 10 s after a restart: the default interval) reconnects it.
     wait_for(
