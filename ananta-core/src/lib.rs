@@ -13,7 +13,10 @@
 //!   assigned agent, per-task logs and an event bus;
 //! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
 //!   reads the answer), runs it through its executor, and can run a task autonomously;
-//! - with feature **`mocks`**: `mockall` mocks of every trait in [`mocks`], for your own tests.
+//! - with feature **`mocks`**: `mockall` mocks of every trait in `mocks`, for your own tests;
+//! - with feature **`http`**: the seed's HTTP API in `http` — axum routers for the Hub and
+//!   the Worker, authentication, the `RemoteAgent` client, registration and heartbeats,
+//!   server-sent events, an OpenAPI document (`examples/agent.rs` runs them as processes).
 //!
 //! Implementations live in sibling crates: `ananta-llm` (providers, e.g. `ScriptedProvider`),
 //! `ananta-exec` (`ShellExecutor`), `ananta-store` (`MemoryStore`). A host wires them:

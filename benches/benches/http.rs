@@ -7,10 +7,15 @@
 //! - `http/{hub,bare}/create_task`: `POST /tasks` with a small JSON body.
 //!
 //! Each iteration is one request; 32 requests are in flight at once (32 client tasks, HTTP/1.1
-//! keep-alive). Throughput is in requests/s; p50/p99 latencies of a separate run of 20,000
-//! requests per case are printed with the ratio hub/bare.
+//! keep-alive), and every sample sends at least 2,048 requests so the ramp-up of the client
+//! tasks does not count. Throughput is in requests/s; p50/p99 latencies of a separate run of
+//! 20,000 requests per case are printed with the ratio hub/bare.
 //!
-//! `cargo bench -p ananta-benches --bench http`
+//! On a small machine the client and the server compete for the same cores; with
+//! `ANANTA_BENCH_SERVER_CPUS` (a `taskset` CPU list) the server runs on those CPUs only, so run
+//! the bench itself on the others to keep them apart:
+//!
+//! `ANANTA_BENCH_SERVER_CPUS=1 taskset -c 0 cargo bench -p ananta-benches --bench http`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
@@ -84,12 +89,32 @@ async fn run(
     all
 }
 
+/// CPU time (user + system) the server process has used so far, from `/proc` (Linux).
+fn server_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| Duration::from_secs_f64(ticks as f64 / hz as f64))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn bench(c: &mut Criterion) {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_http-bench-server"))
+    let binary = env!("CARGO_BIN_EXE_http-bench-server");
+    let mut command = match std::env::var("ANANTA_BENCH_SERVER_CPUS") {
+        Ok(cpus) if !cpus.trim().is_empty() => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus.trim(), binary]);
+            c
+        }
+        _ => Command::new(binary),
+    };
+    let mut server = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -135,9 +160,10 @@ fn bench(c: &mut Criterion) {
             group.bench_function(format!("{name}/{kind_name}"), |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
+                        let n = iters.max(2_048);
                         let start = Instant::now();
-                        run(&client, target, kind, iters.max(CONCURRENCY)).await;
-                        start.elapsed() / (iters.max(CONCURRENCY) as u32) * (iters as u32)
+                        run(&client, target, kind, n).await;
+                        start.elapsed().mul_f64(iters as f64 / n as f64)
                     })
                 })
             });
@@ -151,9 +177,14 @@ fn bench(c: &mut Criterion) {
     ] {
         let mut rows = Vec::new();
         for (name, target) in &targets {
+            const N: u64 = 50_000;
+            let cpu_before = server_cpu(server.id());
             let start = Instant::now();
-            let mut latencies = rt.block_on(run(&client, target, kind, 20_000));
+            let mut latencies = rt.block_on(run(&client, target, kind, N));
             let elapsed = start.elapsed();
+            let cpu = cpu_before
+                .zip(server_cpu(server.id()))
+                .map(|(a, b)| b.saturating_sub(a) / N as u32);
             latencies.sort();
             let rps = latencies.len() as f64 / elapsed.as_secs_f64();
             rows.push((
@@ -161,15 +192,22 @@ fn bench(c: &mut Criterion) {
                 rps,
                 percentile(&latencies, 0.5),
                 percentile(&latencies, 0.99),
+                cpu,
             ));
         }
-        for (name, rps, p50, p99) in &rows {
+        for (name, rps, p50, p99, cpu) in &rows {
             eprintln!(
-                "{kind_name} {name}: {rps:.0} req/s, p50 {p50:?}, p99 {p99:?} ({CONCURRENCY} in flight)"
+                "{kind_name} {name}: {rps:.0} req/s, p50 {p50:?}, p99 {p99:?} ({CONCURRENCY} in flight), server CPU {cpu:?} per request"
             );
         }
+        let cpu_ratio = match (rows[0].4, rows[1].4) {
+            (Some(a), Some(b)) if !b.is_zero() => {
+                format!("{:.2}", a.as_secs_f64() / b.as_secs_f64())
+            }
+            _ => "n/a".into(),
+        };
         eprintln!(
-            "{kind_name} hub/bare: throughput {:.2}, p99 {:.2}",
+            "{kind_name} hub/bare: throughput {:.2}, p99 {:.2}, server CPU per request {cpu_ratio}",
             rows[0].1 / rows[1].1,
             rows[0].3.as_secs_f64() / rows[1].3.as_secs_f64()
         );

@@ -16,7 +16,7 @@ use super::auth::{Auth, LoginRequest, LoginResponse, RateBucket};
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, OptionalBody};
 use super::openapi::{self, HUB_ROUTES};
 use super::remote::RemoteAgent;
-use super::server::{ClientIp, HttpOptions, finish};
+use super::server::{ClientIp, HttpOptions, finish, login_answer};
 use super::types::{
     AssignBody, CommandBody, HealthResponse, HubSettings, HubStepBody, LogsQuery, PatchQuery,
     RegisterRequest, RegisterResponse, RejectBody, RotateResponse, TasksQuery,
@@ -302,19 +302,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    ctx.auth.check_rate(RateBucket::Login, ip)?;
-    // Verifying an argon2 hash takes tens of milliseconds of CPU: off the async workers.
-    let auth = ctx.auth.clone();
-    let answer = tokio::task::spawn_blocking(move || auth.login(&body))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("login failed unexpectedly: {e}"),
-            )
-        })??;
-    Ok(Json(answer))
+    Ok(Json(login_answer(&ctx.auth, ip, body).await?))
 }
 
 async fn rotate_token(State(ctx): State<HubCtx>) -> ApiResult<Json<RotateResponse>> {

@@ -215,6 +215,26 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientIp {
     }
 }
 
+/// `POST /login` for both roles: the rate limit per client, then the password check off the
+/// async workers (verifying an argon2 hash takes tens of milliseconds of CPU).
+pub(crate) async fn login_answer(
+    auth: &Auth,
+    ip: std::net::IpAddr,
+    body: super::auth::LoginRequest,
+) -> Result<super::auth::LoginResponse, ApiError> {
+    auth.check_rate(super::auth::RateBucket::Login, ip)?;
+    let auth = auth.clone();
+    tokio::task::spawn_blocking(move || auth.login(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("login failed unexpectedly: {e}"),
+            )
+        })?
+}
+
 /// Wraps a router of API routes with the fallbacks and the middleware stack.
 pub(crate) fn finish(
     router: Router,

@@ -12,12 +12,12 @@ use axum::{Json, Router};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Auth, LoginRequest, LoginResponse, RateBucket};
+use super::auth::{Auth, LoginRequest, LoginResponse};
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::hub_routes::{log_query, merge};
 use super::openapi::{self, WORKER_ROUTES};
 use super::remote::HubClient;
-use super::server::{ClientIp, HttpOptions, finish};
+use super::server::{ClientIp, HttpOptions, finish, login_answer};
 use super::types::{
     HealthResponse, IDEMPOTENCY_HEADER, LogsQuery, RegisterRequest, RegisterResponse,
     RotateResponse, WorkerExecuteBody, WorkerProposeBody,
@@ -221,19 +221,7 @@ async fn login(
     ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    ctx.auth.check_rate(RateBucket::Login, ip)?;
-    // Verifying an argon2 hash takes tens of milliseconds of CPU: off the async workers.
-    let auth = ctx.auth.clone();
-    let answer = tokio::task::spawn_blocking(move || auth.login(&body))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("login failed unexpectedly: {e}"),
-            )
-        })??;
-    Ok(Json(answer))
+    Ok(Json(login_answer(&ctx.auth, ip, body).await?))
 }
 
 /// Makes a new token; with a hub, tells the hub first (a registration carrying it) and
@@ -370,6 +358,7 @@ async fn execute(
     // for the caller's retry.
     let worker = ctx.worker.clone();
     let remembered = ctx.idempotency.clone();
+    let key_on_failure = key.clone();
     let run = tokio::spawn(async move {
         let result = AgentClient::execute(&worker, request)
             .await
@@ -385,11 +374,22 @@ async fn execute(
     });
     match run.await {
         Ok(result) => result.map(Json),
-        Err(e) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the step failed unexpectedly: {e}"),
-        )),
+        Err(e) => {
+            let error = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the step failed unexpectedly: {e}"),
+            );
+            if let Some(key) = key_on_failure {
+                // Not left "running" forever: a retry gets the same answer.
+                ctx.idempotency
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .slots
+                    .insert(key, Slot::Done(Box::new(Err(error.clone()))));
+            }
+            Err(error)
+        }
     }
 }
 
