@@ -648,3 +648,117 @@ async fn worker_config_and_one_off_steps() {
     );
     assert_eq!(executed.0.lock().unwrap().as_slice(), ["echo hi"]);
 }
+
+#[tokio::test]
+async fn offline_agents_tasks_move_to_an_online_one_when_the_host_asks() {
+    let hub = ananta_core::Hub::builder()
+        .store(std::sync::Arc::new(ananta_store::MemoryStore::new()))
+        .reassign_offline(true)
+        .build()
+        .unwrap();
+    let first = RecordingExecutor::default();
+    let second = RecordingExecutor::default();
+    for (name, exec) in [("w1", &first), ("w2", &second)] {
+        let w = worker(name, exec.clone());
+        hub.register_agent(w.card(), std::sync::Arc::new(w))
+            .await
+            .unwrap();
+    }
+    let task = hub
+        .create_task(ananta_core::NewTask::new("say hello"))
+        .await
+        .unwrap();
+    hub.assign(task.id, ananta_core::AgentId::new("w1").unwrap())
+        .await
+        .unwrap();
+    hub.set_agent_status(
+        ananta_core::AgentId::new("w1").unwrap(),
+        AgentStatus::Offline,
+    )
+    .await
+    .unwrap();
+    hub.propose(task.id).await.unwrap();
+    let step = hub.execute(task.id, None).await.unwrap();
+    assert_eq!(step.agent.as_ref().map(|a| a.as_str()), Some("w2"));
+    assert_eq!(
+        hub.get_task(task.id)
+            .await
+            .unwrap()
+            .assigned_agent
+            .unwrap()
+            .as_str(),
+        "w2"
+    );
+    assert!(
+        first.0.lock().unwrap().is_empty(),
+        "nothing went to the offline agent"
+    );
+    assert_eq!(second.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_and_cors_answers_allowed_origins() {
+    let slow = ananta_core::Worker::builder(ananta_core::AgentId::new("slow").unwrap())
+        .llm(std::sync::Arc::new(
+            ananta_llm::ScriptedProvider::new([r#"{"reason": "r", "command": "echo late"}"#])
+                .latency(Duration::from_secs(5)),
+        ))
+        .executor(std::sync::Arc::new(RecordingExecutor::default()))
+        .build()
+        .unwrap();
+    let router = WorkerApi::new(slow)
+        .options(HttpOptions {
+            request_timeout: Duration::from_millis(300),
+            cors: ananta_core::http::Cors::parse("http://dashboard.local"),
+            ..HttpOptions::named("slow")
+        })
+        .router();
+    let started = std::time::Instant::now();
+    let (status, err) = json_as(
+        &router,
+        "POST",
+        "/step/propose",
+        Some(json!({"prompt": "hi"})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (503, Some("request_timeout"))
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/step/execute")
+        .header("origin", "http://dashboard.local")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let answer = call(&router, preflight).await;
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "http://dashboard.local"
+    );
+    let other = Request::builder()
+        .method("GET")
+        .uri("/health")
+        .header("origin", "http://evil.local")
+        .body(Body::empty())
+        .unwrap();
+    let answer = call(&router, other).await;
+    assert!(
+        answer
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert!(
+        answer.headers().get("x-request-id").is_some(),
+        "every answer carries a request id"
+    );
+}
