@@ -377,7 +377,12 @@ async fn every_route_refuses_missing_and_wrong_credentials() {
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
     let t = test_hub().await;
-    let (status, doc) = json_as(&t.router, "GET", "/openapi.json", None, None).await;
+    let (status, _) = json_as(&t.router, "GET", "/openapi.json", None, None).await;
+    assert_eq!(
+        status, 401,
+        "readers need credentials for everything but /health and /login"
+    );
+    let (status, doc) = json(&t.router, "GET", "/openapi.json", None).await;
     assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.0.3");
     for route in HUB_ROUTES {

@@ -150,7 +150,7 @@ macro_rules! common_routes {
             route("GET", "/health", Public)
                 .summary("Liveness: {\"status\": \"ok\", \"name\", \"role\"}")
                 .ok(200, Some(s::<HealthResponse>)),
-            route("GET", "/openapi.json", Public)
+            route("GET", "/openapi.json", Read)
                 .summary("This document")
                 .ok(200, Some(any_json)),
             route("POST", "/login", Public)
