@@ -138,6 +138,103 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The longest chain of dependent tasks, first to last (each task counts one step): the
+    /// least number of rounds the plan needs however many agents work in parallel. `None`
+    /// when the dependencies are broken (unknown ids, a cycle).
+    pub fn critical_path(&self) -> Option<Vec<String>> {
+        let waves = self.waves()?;
+        let by_id: BTreeMap<&str, &PlannedTask> =
+            self.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        // Longest chain ending at each task, in topological (wave) order.
+        let mut best: BTreeMap<&str, (usize, Option<&str>)> = BTreeMap::new();
+        for id in waves.iter().flatten() {
+            let task = by_id.get(id.as_str())?;
+            let (len, prev) = task
+                .dependencies
+                .iter()
+                .filter_map(|d| best.get(d.as_str()).map(|(l, _)| (*l, d.as_str())))
+                .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))
+                .map_or((1, None), |(l, d)| (l + 1, Some(d)));
+            best.insert(task.id.as_str(), (len, prev));
+        }
+        let (mut at, _) = best
+            .iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.0.cmp(a.0)))
+            .map(|(id, v)| (*id, *v))?;
+        let mut path = vec![at.to_string()];
+        while let Some((_, Some(prev))) = best.get(at) {
+            path.push(prev.to_string());
+            at = prev;
+        }
+        path.reverse();
+        Some(path)
+    }
+
+    /// A readable table of the plan: one row per task in run order, with its wave (tasks of
+    /// one wave can run in parallel), id, dependencies and description (cut at 60 characters),
+    /// then the critical path.
+    pub fn table(&self) -> String {
+        let Some(waves) = self.waves() else {
+            return format!("invalid plan: {}", self.problems().join("; "));
+        };
+        let by_id: BTreeMap<&str, &PlannedTask> =
+            self.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let id_width = self
+            .tasks
+            .iter()
+            .map(|t| t.id.chars().count())
+            .max()
+            .unwrap_or(2)
+            .max(2);
+        let deps = |t: &PlannedTask| {
+            if t.dependencies.is_empty() {
+                "-".to_string()
+            } else {
+                t.dependencies.join(", ")
+            }
+        };
+        let dep_width = self
+            .tasks
+            .iter()
+            .map(|t| deps(t).chars().count())
+            .max()
+            .unwrap_or(1)
+            .max(10);
+        let mut out = format!(
+            "{:<4}  {:<id_width$}  {:<dep_width$}  description\n",
+            "wave", "id", "depends on"
+        );
+        for (i, wave) in waves.iter().enumerate() {
+            for id in wave {
+                let Some(task) = by_id.get(id.as_str()) else {
+                    continue;
+                };
+                let mut description: String = task.description.chars().take(60).collect();
+                if task.description.chars().count() > 60 {
+                    description.push('…');
+                }
+                out.push_str(&format!(
+                    "{:<4}  {:<id_width$}  {:<dep_width$}  {}\n",
+                    i + 1,
+                    task.id,
+                    deps(task),
+                    description.replace('\n', " ")
+                ));
+            }
+        }
+        if let Some(path) = self.critical_path() {
+            out.push_str(&format!(
+                "critical path: {} ({} step{})\n",
+                path.join(" → "),
+                path.len(),
+                if path.len() == 1 { "" } else { "s" }
+            ));
+        }
+        out
+    }
+}
+
 /// Turns a prompt into a validated plan.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
@@ -158,6 +255,46 @@ mod tests {
             priority: None,
             agent_hint: None,
         }
+    }
+
+    #[test]
+    fn critical_path_and_table() {
+        let diamond = Plan {
+            reasoning: String::new(),
+            tasks: vec![
+                task("research_a", &[]),
+                task("research_b", &[]),
+                task("compare", &["research_a", "research_b"]),
+                task("translate", &["compare"]),
+            ],
+        };
+        assert_eq!(
+            diamond.critical_path().unwrap(),
+            ["research_a", "compare", "translate"]
+        );
+        let table = diamond.table();
+        assert!(table.starts_with("wave"));
+        assert!(table.contains("research_a, research_b"), "{table}");
+        assert!(
+            table.contains("critical path: research_a → compare → translate (3 steps)"),
+            "{table}"
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].starts_with('1') && lines[3].starts_with('2') && lines[4].starts_with('3'),
+            "{table}"
+        );
+        let single = Plan {
+            reasoning: String::new(),
+            tasks: vec![task("only", &[])],
+        };
+        assert_eq!(single.critical_path().unwrap(), ["only"]);
+        let cyclic = Plan {
+            reasoning: String::new(),
+            tasks: vec![task("a", &["b"]), task("b", &["a"])],
+        };
+        assert!(cyclic.critical_path().is_none());
+        assert!(cyclic.table().starts_with("invalid plan"));
     }
 
     #[test]

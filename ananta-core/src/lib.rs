@@ -55,6 +55,7 @@
 
 pub mod agent;
 pub mod decompose;
+pub mod embed;
 pub mod error;
 pub mod event;
 pub mod exec;
