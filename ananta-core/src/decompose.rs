@@ -341,3 +341,295 @@ mod tests {
         ));
     }
 }
+
+/// A [`Decomposer`] that asks an LLM for the plan with the plan's JSON schema (structured
+/// output), validates the answer ([`Plan::problems`]: at least one task, unique ids, known
+/// dependencies, no cycles, no empty descriptions, a size limit), and sends an invalid plan
+/// back to the model with the exact problems, up to [`repair_attempts`](Self::repair_attempts)
+/// times. Then it fails with [`DecomposeError::InvalidPlan`], which carries the last raw answer.
+///
+/// ```
+/// # #[cfg(feature = "mocks")]
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use ananta_core::decompose::{Decomposer, LlmDecomposer};
+/// use ananta_core::mocks::MockLlmProvider;
+/// use ananta_core::ChatResponse;
+///
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let mut llm = MockLlmProvider::new();
+/// llm.expect_complete().returning(|_| Ok(ChatResponse::text(
+///     r#"{"reasoning": "two steps", "tasks": [
+///         {"id": "research", "description": "Research AI trends"},
+///         {"id": "summary", "description": "Summarise them", "dependencies": ["research"]}]}"#)));
+/// let plan = LlmDecomposer::new(Arc::new(llm)).decompose("Research and summarise".into()).await?;
+/// assert_eq!(plan.waves().unwrap(), vec![vec!["research".to_string()], vec!["summary".to_string()]]);
+/// # Ok::<(), ananta_core::DecomposeError>(())
+/// # })?;
+/// # Ok(())
+/// # }
+/// # #[cfg(not(feature = "mocks"))]
+/// # fn main() {}
+/// ```
+#[derive(Clone)]
+pub struct LlmDecomposer {
+    llm: std::sync::Arc<dyn crate::llm::LlmProvider>,
+    repair_attempts: u32,
+    max_tasks: usize,
+    model: Option<String>,
+    max_tokens: u32,
+    agents: Vec<String>,
+}
+
+impl std::fmt::Debug for LlmDecomposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmDecomposer")
+            .field("llm", &self.llm.name())
+            .field("repair_attempts", &self.repair_attempts)
+            .field("max_tasks", &self.max_tasks)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The longest prompt [`LlmDecomposer`] accepts, in bytes.
+pub const MAX_PROMPT_BYTES: usize = 32 * 1024;
+
+const DECOMPOSE_SYSTEM_PROMPT: &str = "You split a user's request into a plan of small, atomic tasks for a team of agents. \
+Answer with a single JSON object and nothing else: {\"reasoning\": \"<why this split>\", \"tasks\": [{\"id\": \"<short unique id>\", \"description\": \"<what to do, self-contained>\", \"dependencies\": [\"<ids of tasks whose output this task needs>\"], \"priority\": \"normal\", \"agent_hint\": \"<the kind of agent that fits, optional>\"}]}. \
+Use as few tasks as the request needs (one task for a simple request). A task may only depend on ids of other tasks in the plan, and the dependencies must not form a cycle. \
+Tasks without a dependency between them run in parallel.";
+
+impl LlmDecomposer {
+    /// A decomposer asking `llm`, with 2 repair attempts and at most [`MAX_PLAN_TASKS`] tasks.
+    pub fn new(llm: std::sync::Arc<dyn crate::llm::LlmProvider>) -> Self {
+        Self {
+            llm,
+            repair_attempts: 2,
+            max_tasks: MAX_PLAN_TASKS,
+            model: None,
+            max_tokens: 2048,
+            agents: Vec::new(),
+        }
+    }
+
+    /// The longest answer the model may give, in tokens (default 2048).
+    pub fn max_tokens(mut self, tokens: u32) -> Self {
+        self.max_tokens = tokens.max(1);
+        self
+    }
+
+    /// How often an invalid plan is sent back to the model with its problems (default 2).
+    pub fn repair_attempts(mut self, attempts: u32) -> Self {
+        self.repair_attempts = attempts;
+        self
+    }
+
+    /// The most tasks a plan may have (default and upper bound [`MAX_PLAN_TASKS`]).
+    pub fn max_tasks(mut self, max: usize) -> Self {
+        self.max_tasks = max.clamp(1, MAX_PLAN_TASKS);
+        self
+    }
+
+    /// The model to ask.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Names and descriptions of the agents available, shown to the model so its
+    /// `agent_hint`s fit (e.g. `"translator: translates between German and English"`).
+    pub fn agents(mut self, agents: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.agents = agents.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn problems(&self, plan: &Plan) -> Vec<String> {
+        let mut problems = plan.problems();
+        if plan.tasks.len() > self.max_tasks && self.max_tasks < MAX_PLAN_TASKS {
+            problems.push(format!(
+                "the plan has {} tasks, at most {} are allowed",
+                plan.tasks.len(),
+                self.max_tasks
+            ));
+        }
+        problems
+    }
+}
+
+/// The JSON object in a model's answer: without `<think>` blocks and code fences, from the
+/// first `{` to the last `}`.
+fn json_object(answer: &str) -> &str {
+    let mut text = answer;
+    if let Some(end) = text.rfind("</think>") {
+        text = &text[end + "</think>".len()..];
+    }
+    match (text.find('{'), text.rfind('}')) {
+        (Some(start), Some(end)) if end > start => &text[start..=end],
+        _ => text.trim(),
+    }
+}
+
+#[async_trait]
+impl Decomposer for LlmDecomposer {
+    async fn decompose(&self, prompt: String) -> Result<Plan, DecomposeError> {
+        let prompt = prompt.trim();
+        if prompt.is_empty() {
+            return Err(DecomposeError::InvalidPrompt("the prompt is empty".into()));
+        }
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(DecomposeError::InvalidPrompt(format!(
+                "the prompt has {} bytes, at most {MAX_PROMPT_BYTES} are allowed",
+                prompt.len()
+            )));
+        }
+        let mut system = DECOMPOSE_SYSTEM_PROMPT.to_string();
+        if !self.agents.is_empty() {
+            system.push_str("\n\nThe agents available:\n- ");
+            system.push_str(&self.agents.join("\n- "));
+        }
+        let mut messages = vec![
+            crate::llm::ChatMessage::system(system),
+            crate::llm::ChatMessage::user(prompt),
+        ];
+        let mut last = (Vec::new(), String::new());
+        for attempt in 0..=self.repair_attempts {
+            let mut request = crate::llm::ChatRequest::new(messages.clone())
+                .temperature(0.0)
+                .json_schema_for::<Plan>();
+            request.model = self.model.clone();
+            request.max_tokens = Some(self.max_tokens);
+            let raw = self.llm.complete(request).await?.content;
+            let problems = match serde_json::from_str::<Plan>(json_object(&raw)) {
+                Ok(plan) => {
+                    let problems = self.problems(&plan);
+                    if problems.is_empty() {
+                        tracing::debug!(attempt, tasks = plan.tasks.len(), "plan accepted");
+                        return Ok(plan);
+                    }
+                    problems
+                }
+                Err(e) => vec![format!(
+                    "the answer is not a plan in the requested JSON shape: {e}"
+                )],
+            };
+            tracing::info!(attempt, problems = ?problems, "the model's plan is invalid");
+            messages.push(crate::llm::ChatMessage::assistant(raw.clone()));
+            messages.push(crate::llm::ChatMessage::user(format!(
+                "That plan is invalid:\n- {}\nAnswer again with the whole corrected plan as one JSON object.",
+                problems.join("\n- ")
+            )));
+            last = (problems, raw);
+        }
+        Err(DecomposeError::InvalidPlan {
+            problems: last.0,
+            raw: last.1,
+        })
+    }
+}
+
+#[cfg(test)]
+mod llm_tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::llm::{ChatRequest, ChatResponse};
+    use crate::mocks::MockLlmProvider;
+
+    fn scripted(answers: &[&str]) -> (MockLlmProvider, Arc<Mutex<Vec<ChatRequest>>>) {
+        let answers: Vec<String> = answers.iter().map(|a| a.to_string()).collect();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut llm = MockLlmProvider::new();
+        let log = seen.clone();
+        llm.expect_name().return_const("mock".to_string());
+        llm.expect_complete().returning(move |request| {
+            let mut log = log.lock().unwrap();
+            log.push(request);
+            let i = (log.len() - 1).min(answers.len() - 1);
+            Ok(ChatResponse::text(answers[i].clone()))
+        });
+        (llm, seen)
+    }
+
+    #[tokio::test]
+    async fn invalid_plans_are_repaired_with_their_exact_problems() {
+        let (llm, seen) = scripted(&[
+            "Sure! Here is my plan: step one, then step two.",
+            r#"{"tasks": [{"id": "a", "description": "x", "dependencies": ["b"]}, {"id": "b", "description": "y", "dependencies": ["a"]}]}"#,
+            r#"{"tasks": [{"id": "a", "description": "x", "dependencies": ["ghost"]}, {"id": "a", "description": ""}]}"#,
+            "<think>fine</think>```json\n{\"reasoning\": \"ok\", \"tasks\": [{\"id\": \"a\", \"description\": \"x\"}, {\"id\": \"b\", \"description\": \"y\", \"dependencies\": [\"a\"]}]}\n```",
+        ]);
+        let plan = LlmDecomposer::new(Arc::new(llm))
+            .repair_attempts(3)
+            .decompose("do x then y".into())
+            .await
+            .unwrap();
+        assert_eq!(plan.tasks.len(), 2);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        let feedback = |i: usize| seen[i].messages.last().unwrap().content.clone();
+        assert!(
+            feedback(1).contains("not a plan in the requested JSON shape"),
+            "{}",
+            feedback(1)
+        );
+        assert!(
+            feedback(2).contains("the dependencies form a cycle"),
+            "{}",
+            feedback(2)
+        );
+        assert!(
+            feedback(3).contains("depends on unknown task \"ghost\""),
+            "{}",
+            feedback(3)
+        );
+        assert!(
+            feedback(3).contains("task id \"a\" is used more than once"),
+            "{}",
+            feedback(3)
+        );
+        assert!(feedback(3).contains("empty description"), "{}", feedback(3));
+        assert!(
+            seen[0].response_format.is_some(),
+            "the plan's schema is sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unrepairable_plan_fails_with_the_last_raw_answer() {
+        let (llm, seen) = scripted(&[r#"{"tasks": []}"#]);
+        let err = LlmDecomposer::new(Arc::new(llm))
+            .repair_attempts(1)
+            .decompose("anything".into())
+            .await
+            .unwrap_err();
+        match err {
+            DecomposeError::InvalidPlan { problems, raw } => {
+                assert_eq!(problems, ["the plan has no tasks"]);
+                assert_eq!(raw, r#"{"tasks": []}"#);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 2, "one try and one repair");
+        let (llm, _) = scripted(&["{}"]);
+        let decomposer = LlmDecomposer::new(Arc::new(llm));
+        assert!(matches!(
+            decomposer.decompose("   ".into()).await,
+            Err(DecomposeError::InvalidPrompt(_))
+        ));
+        assert!(matches!(
+            decomposer.decompose("x".repeat(MAX_PROMPT_BYTES + 1)).await,
+            Err(DecomposeError::InvalidPrompt(_))
+        ));
+        let (llm, _) = scripted(&[
+            r#"{"tasks": [{"id": "a", "description": "x"}, {"id": "b", "description": "y"}, {"id": "c", "description": "z"}]}"#,
+        ]);
+        let err = LlmDecomposer::new(Arc::new(llm))
+            .max_tasks(2)
+            .repair_attempts(0)
+            .decompose("three things".into())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 2 are allowed"), "{err}");
+    }
+}

@@ -77,7 +77,7 @@ pub mod worker;
 pub use agent::{
     AgentCard, AgentClient, AgentEndpoint, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest,
 };
-pub use decompose::{Decomposer, Plan, PlannedTask};
+pub use decompose::{Decomposer, LlmDecomposer, Plan, PlannedTask};
 pub use error::{
     AgentError, DecomposeError, Error, ExecError, LlmError, ProposalError, RegistryError, Result,
     StoreError, TemplateError, TransitionError,

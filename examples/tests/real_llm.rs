@@ -78,3 +78,59 @@ async fn worker_proposes_a_command_with_a_real_model() {
         }
     }
 }
+
+/// Decomposition with a real model: every plan it returns for ten prompts is valid (after
+/// repair), or the decomposer fails with the typed `InvalidPlan` error carrying the raw answer.
+#[tokio::test]
+async fn decomposition_with_a_real_model_is_valid_or_a_typed_error() {
+    use ananta_core::{DecomposeError, Decomposer, LlmDecomposer};
+    let Some(url) = server_url() else { return };
+    let llm = OpenAiProvider::llama_cpp(&url)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let decomposer = LlmDecomposer::new(Arc::new(llm))
+        .repair_attempts(1)
+        .max_tokens(384)
+        .agents([
+            "researcher: finds and collects information",
+            "summariser: writes short summaries",
+            "translator: translates between German and English",
+        ]);
+    let prompts = [
+        "Research the current AI trends, summarise them, then translate the summary into English.",
+        "Research topic A and topic B, then compare them.",
+        "List the files in the repository.",
+        "Write a README for a small Rust library.",
+        "Translate 'Guten Morgen' into English.",
+        "Find the three largest files in the project and report their sizes.",
+        "Review the pull request and summarise the review.",
+        "Analyse the sales CSV and plot the monthly totals.",
+        "Set up a Python virtual environment and install requests.",
+        "Summarise the changelog, then translate the summary into German.",
+    ];
+    let (mut valid, mut typed) = (0, 0);
+    for prompt in prompts {
+        match decomposer.decompose(prompt.to_string()).await {
+            Ok(plan) => {
+                assert!(
+                    plan.problems().is_empty(),
+                    "{prompt}: {:?}",
+                    plan.problems()
+                );
+                assert!(plan.waves().is_some() && plan.critical_path().is_some());
+                valid += 1;
+            }
+            Err(DecomposeError::InvalidPlan { problems, raw }) => {
+                assert!(!problems.is_empty(), "{prompt}");
+                eprintln!(
+                    "{prompt}: invalid after repair: {problems:?} (raw {} bytes)",
+                    raw.len()
+                );
+                typed += 1;
+            }
+            Err(other) => panic!("{prompt}: neither a plan nor InvalidPlan: {other}"),
+        }
+    }
+    eprintln!("real-model decomposition: {valid} valid plans, {typed} typed failures of 10");
+}
