@@ -58,11 +58,22 @@ fn fnv1a(kind: u8, parts: &[&str]) -> u64 {
     hash
 }
 
+/// A light stem: common English inflections cut (`tests` → `test`, `deploying` → `deploy`).
+fn stem(word: String) -> String {
+    for suffix in ["ing", "ed", "es", "s"] {
+        if word.len() > suffix.len() + 3 && word.ends_with(suffix) && !word.ends_with("ss") {
+            return word[..word.len() - suffix.len()].to_string();
+        }
+    }
+    word
+}
+
 fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .map(stem)
         .collect()
 }
 

@@ -66,6 +66,7 @@ pub mod hub;
 pub mod ids;
 pub mod llm;
 pub mod log;
+pub mod matching;
 pub mod parse;
 pub mod registry;
 pub mod run;
