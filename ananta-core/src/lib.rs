@@ -68,6 +68,7 @@ pub mod llm;
 pub mod log;
 pub mod matching;
 pub mod parse;
+pub mod pipeline;
 pub mod registry;
 pub mod run;
 pub mod store;

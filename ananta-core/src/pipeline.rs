@@ -1,0 +1,828 @@
+//! Running a [`Plan`] as a pipeline: independent tasks in parallel up to a limit, each task
+//! given the outputs of its dependencies (fitted into a context budget, cut with a marker),
+//! retries of transient failures with backoff, a per-task timeout, a failure policy,
+//! cancellation that reaches the running agents, and a trace per task.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! use std::sync::Arc;
+//! use ananta_core::decompose::{Plan, PlannedTask};
+//! use ananta_core::pipeline::{NodeAgent, NodeInput, NodeOutput, Pipeline, PipelineOptions};
+//! use ananta_core::{AgentError, AgentId, CancellationToken};
+//!
+//! struct Echo;
+//! #[async_trait::async_trait]
+//! impl NodeAgent for Echo {
+//!     async fn run(&self, input: NodeInput, _: CancellationToken) -> Result<NodeOutput, AgentError> {
+//!         Ok(NodeOutput::text(format!("[{}]", input.description)))
+//!     }
+//! }
+//! let task = |id: &str, deps: &[&str]| PlannedTask {
+//!     id: id.into(), description: id.into(),
+//!     dependencies: deps.iter().map(|d| d.to_string()).collect(), priority: None, agent_hint: None,
+//! };
+//! let plan = Plan { reasoning: String::new(), tasks: vec![task("a", &[]), task("b", &["a"])] };
+//! let mut pipeline = Pipeline::new(PipelineOptions::default());
+//! for t in &plan.tasks {
+//!     pipeline.assign(&t.id, AgentId::new("echo")?, 1.0, Arc::new(Echo));
+//! }
+//! let outcome = pipeline.run(&plan).await?;
+//! assert_eq!(outcome.output, "[b]");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::decompose::Plan;
+use crate::error::AgentError;
+use crate::ids::AgentId;
+use crate::task::TokenUsage;
+
+/// What a task of the plan is given to work on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeInput {
+    /// The planned task's id.
+    pub task_id: String,
+    /// What to do.
+    pub description: String,
+    /// The outputs of its dependencies, fitted into the context budget (empty without any).
+    pub context: String,
+}
+
+/// What a task produced.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct NodeOutput {
+    /// The text handed to the tasks that depend on it.
+    pub text: String,
+    /// Tokens used, when known.
+    #[serde(default)]
+    pub usage: Option<TokenUsage>,
+}
+
+impl NodeOutput {
+    /// An output of `text` with no usage.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            usage: None,
+        }
+    }
+}
+
+/// An agent as a pipeline sees it: works on one task's input, honours `cancel`.
+#[async_trait]
+pub trait NodeAgent: Send + Sync {
+    /// Works on `input`; should stop (and stop its processes) when `cancel` fires.
+    async fn run(
+        &self,
+        input: NodeInput,
+        cancel: CancellationToken,
+    ) -> Result<NodeOutput, AgentError>;
+}
+
+/// What happens when a task fails for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Cancel every running task and start no other (the default).
+    #[default]
+    FailFast,
+    /// Skip the tasks that depend on the failed one, finish the independent branches.
+    FinishIndependent,
+}
+
+/// How a pipeline runs.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Tasks running at once (at least 1; default 4).
+    pub parallelism: usize,
+    /// Characters of dependency output a task is given (default 8,000); longer outputs are
+    /// cut in the middle with a marker, never silently dropped.
+    pub context_budget: usize,
+    /// Retries of a task after a transient failure (default 2).
+    pub retries: u32,
+    /// The first retry's delay, doubled for each further one (default 200 ms).
+    pub backoff: Duration,
+    /// Longest one attempt of a task may take (default none).
+    pub task_timeout: Option<Duration>,
+    /// What a failure does to the rest.
+    pub failure: FailurePolicy,
+    /// Cancels the whole run; running agents see it through their token.
+    pub cancel: CancellationToken,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 4,
+            context_budget: 8_000,
+            retries: 2,
+            backoff: Duration::from_millis(200),
+            task_timeout: None,
+            failure: FailurePolicy::FailFast,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// It produced its output.
+    Done,
+    /// It failed for good.
+    Failed {
+        /// The last error.
+        error: String,
+    },
+    /// It was cancelled while running.
+    Cancelled,
+    /// It never ran (a dependency failed, or the run stopped first).
+    Skipped,
+}
+
+/// The trace of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeTrace {
+    /// The planned task's id.
+    pub task_id: String,
+    /// The agent it was given to.
+    pub agent: AgentId,
+    /// The agent's match score.
+    pub score: f32,
+    /// Attempts made (0 when it never ran).
+    pub attempts: u32,
+    /// Time from its first start to its end.
+    pub duration_ms: u64,
+    /// Tokens used over all attempts.
+    pub tokens: TokenUsage,
+    /// Characters of its output.
+    pub output_chars: usize,
+    /// How it ended.
+    #[serde(flatten)]
+    pub status: NodeStatus,
+}
+
+/// A finished run: the final output (the sink tasks' outputs), every task's output, and the
+/// trace in plan order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunOutcome {
+    /// The output of the sink task, or the sinks' outputs each under a `## id` heading.
+    pub output: String,
+    /// Every finished task's output.
+    pub outputs: BTreeMap<String, String>,
+    /// Per task, in plan order.
+    pub trace: Vec<NodeTrace>,
+}
+
+/// Why a run did not finish, with what it got done.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The plan is invalid.
+    #[error("invalid plan: {}", .0.join("; "))]
+    InvalidPlan(Vec<String>),
+    /// A task has no agent assigned.
+    #[error("task {0:?} has no agent")]
+    Unassigned(String),
+    /// A task failed for good.
+    #[error("task {task:?} failed: {error}")]
+    Failed {
+        /// The task.
+        task: String,
+        /// Its last error.
+        error: String,
+        /// The partial outcome.
+        partial: Box<RunOutcome>,
+    },
+    /// The run was cancelled.
+    #[error("the run was cancelled")]
+    Cancelled {
+        /// The partial outcome.
+        partial: Box<RunOutcome>,
+    },
+}
+
+struct Assigned {
+    agent: AgentId,
+    score: f32,
+    worker: Arc<dyn NodeAgent>,
+}
+
+/// Runs plans; see the [module](self).
+pub struct Pipeline {
+    options: PipelineOptions,
+    agents: HashMap<String, Assigned>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("options", &self.options)
+            .field("tasks", &self.agents.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fits the dependencies' outputs into `budget` characters: each gets an equal share of what
+/// is left, cut in the middle with a marker when longer.
+pub fn fit_context(parts: &[(String, String)], budget: usize) -> String {
+    let mut out = String::new();
+    let mut left = budget;
+    for (i, (id, text)) in parts.iter().enumerate() {
+        let share = left / (parts.len() - i);
+        let fitted = crate::exec::head_tail(text, share.max(1));
+        left = left.saturating_sub(fitted.chars().count());
+        out.push_str(&format!("Output of task {id}:\n{fitted}\n\n"));
+    }
+    out.trim_end().to_string()
+}
+
+struct Finished {
+    id: String,
+    attempts: u32,
+    tokens: TokenUsage,
+    duration: Duration,
+    result: Result<NodeOutput, (AgentError, bool)>,
+}
+
+impl Pipeline {
+    /// A pipeline with `options` and no agents yet.
+    pub fn new(options: PipelineOptions) -> Self {
+        Self {
+            options,
+            agents: HashMap::new(),
+        }
+    }
+
+    /// Gives the task `task_id` to `worker` (named `agent`, matched with `score`).
+    pub fn assign(
+        &mut self,
+        task_id: &str,
+        agent: AgentId,
+        score: f32,
+        worker: Arc<dyn NodeAgent>,
+    ) -> &mut Self {
+        self.agents.insert(
+            task_id.to_string(),
+            Assigned {
+                agent,
+                score,
+                worker,
+            },
+        );
+        self
+    }
+
+    /// Runs `plan`.
+    pub async fn run(&self, plan: &Plan) -> Result<RunOutcome, PipelineError> {
+        let problems = plan.problems();
+        if !problems.is_empty() {
+            return Err(PipelineError::InvalidPlan(problems));
+        }
+        for t in &plan.tasks {
+            if !self.agents.contains_key(&t.id) {
+                return Err(PipelineError::Unassigned(t.id.clone()));
+            }
+        }
+        let by_id: HashMap<&str, &crate::decompose::PlannedTask> =
+            plan.tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        let mut traces: HashMap<String, NodeTrace> = plan
+            .tasks
+            .iter()
+            .filter_map(|t| {
+                self.agents.get(&t.id).map(|a| {
+                    (
+                        t.id.clone(),
+                        NodeTrace {
+                            task_id: t.id.clone(),
+                            agent: a.agent.clone(),
+                            score: a.score,
+                            attempts: 0,
+                            duration_ms: 0,
+                            tokens: TokenUsage::default(),
+                            output_chars: 0,
+                            status: NodeStatus::Skipped,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+        let mut pending: BTreeSet<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+        let mut blocked: BTreeSet<String> = BTreeSet::new();
+        let run_cancel = self.options.cancel.child_token();
+        let mut running: JoinSet<Finished> = JoinSet::new();
+        let mut first_failure: Option<(String, String)> = None;
+        let parallelism = self.options.parallelism.max(1);
+        loop {
+            // Start what is ready, in plan order, up to the limit.
+            if first_failure.is_none() || self.options.failure == FailurePolicy::FinishIndependent {
+                let ready: Vec<&str> = plan
+                    .tasks
+                    .iter()
+                    .map(|t| t.id.as_str())
+                    .filter(|id| pending.contains(id) && !blocked.contains(*id))
+                    .filter(|id| {
+                        by_id[id]
+                            .dependencies
+                            .iter()
+                            .all(|d| outputs.contains_key(d))
+                    })
+                    .collect();
+                for id in ready {
+                    if running.len() >= parallelism || run_cancel.is_cancelled() {
+                        break;
+                    }
+                    pending.remove(id);
+                    let task = by_id[id];
+                    let parts: Vec<(String, String)> = task
+                        .dependencies
+                        .iter()
+                        .map(|d| (d.clone(), outputs.get(d).cloned().unwrap_or_default()))
+                        .collect();
+                    let input = NodeInput {
+                        task_id: task.id.clone(),
+                        description: task.description.clone(),
+                        context: fit_context(&parts, self.options.context_budget),
+                    };
+                    let Some(assigned) = self.agents.get(id) else {
+                        continue;
+                    };
+                    let worker = assigned.worker.clone();
+                    let options = self.options.clone();
+                    let cancel = run_cancel.child_token();
+                    tracing::debug!(task = %id, agent = %assigned.agent, "task started");
+                    running.spawn(run_node(worker, input, options, cancel));
+                }
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let Ok(finished) = joined else {
+                continue; // a panicked node task: its trace stays "skipped"
+            };
+            let Some(trace) = traces.get_mut(&finished.id) else {
+                continue;
+            };
+            trace.attempts = finished.attempts;
+            trace.tokens = finished.tokens;
+            trace.duration_ms = finished.duration.as_millis().try_into().unwrap_or(u64::MAX);
+            match finished.result {
+                Ok(output) => {
+                    trace.output_chars = output.text.chars().count();
+                    trace.status = NodeStatus::Done;
+                    outputs.insert(finished.id.clone(), output.text);
+                }
+                Err((_, true)) => trace.status = NodeStatus::Cancelled,
+                Err((error, false)) => {
+                    trace.status = NodeStatus::Failed {
+                        error: error.to_string(),
+                    };
+                    if first_failure.is_none() {
+                        first_failure = Some((finished.id.clone(), error.to_string()));
+                    }
+                    match self.options.failure {
+                        FailurePolicy::FailFast => run_cancel.cancel(),
+                        FailurePolicy::FinishIndependent => {
+                            // Everything downstream of the failed task is skipped.
+                            let mut stack = vec![finished.id.clone()];
+                            while let Some(failed) = stack.pop() {
+                                for t in &plan.tasks {
+                                    if t.dependencies.contains(&failed)
+                                        && blocked.insert(t.id.clone())
+                                    {
+                                        stack.push(t.id.clone());
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if run_cancel.is_cancelled() && running.is_empty() {
+                break;
+            }
+        }
+        let trace: Vec<NodeTrace> = plan
+            .tasks
+            .iter()
+            .filter_map(|t| traces.remove(&t.id))
+            .collect();
+        let sinks: Vec<&str> = plan
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .filter(|id| {
+                !plan
+                    .tasks
+                    .iter()
+                    .any(|t| t.dependencies.iter().any(|d| d == id))
+            })
+            .collect();
+        let output = match sinks.as_slice() {
+            [one] => outputs.get(*one).cloned().unwrap_or_default(),
+            many => many
+                .iter()
+                .filter_map(|id| outputs.get(*id).map(|o| format!("## {id}\n{o}")))
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+        };
+        let outcome = RunOutcome {
+            output,
+            outputs,
+            trace,
+        };
+        if let Some((task, error)) = first_failure {
+            return Err(PipelineError::Failed {
+                task,
+                error,
+                partial: Box::new(outcome),
+            });
+        }
+        if self.options.cancel.is_cancelled() {
+            return Err(PipelineError::Cancelled {
+                partial: Box::new(outcome),
+            });
+        }
+        Ok(outcome)
+    }
+}
+
+/// How long a cancelled agent may take to stop before it is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// One task with its retries and timeout. The error's flag says it was cancelled.
+async fn run_node(
+    worker: Arc<dyn NodeAgent>,
+    input: NodeInput,
+    options: PipelineOptions,
+    cancel: CancellationToken,
+) -> Finished {
+    let started = Instant::now();
+    let mut tokens = TokenUsage::default();
+    let mut attempts = 0;
+    let result = loop {
+        attempts += 1;
+        let call = worker.run(input.clone(), cancel.clone());
+        // The agent sees the cancellation through its token and gets a grace period to
+        // stop its work (and its processes); only then is it dropped.
+        let gave_up = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(CANCEL_GRACE).await;
+        };
+        let answer = tokio::select! {
+            () = gave_up => break Err((AgentError::Cancelled, true)),
+            answer = async {
+                match options.task_timeout {
+                    Some(limit) => tokio::time::timeout(limit, call)
+                        .await
+                        .unwrap_or(Err(AgentError::Timeout(limit))),
+                    None => call.await,
+                }
+            } => answer,
+        };
+        match answer {
+            Ok(output) => {
+                if let Some(u) = output.usage {
+                    tokens.add(u);
+                }
+                break Ok(output);
+            }
+            Err(_) if cancel.is_cancelled() => break Err((AgentError::Cancelled, true)),
+            Err(e) if e.is_transient() && attempts <= options.retries => {
+                let delay = options.backoff * 2u32.saturating_pow(attempts - 1);
+                tracing::info!(task = %input.task_id, attempt = attempts, error = %e, ?delay, "retrying a task");
+                tokio::select! {
+                    () = cancel.cancelled() => break Err((AgentError::Cancelled, true)),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => break Err((e, false)),
+        }
+    };
+    Finished {
+        id: input.task_id,
+        attempts,
+        tokens,
+        duration: started.elapsed(),
+        result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::decompose::PlannedTask;
+
+    fn task(id: &str, deps: &[&str]) -> PlannedTask {
+        PlannedTask {
+            id: id.into(),
+            description: format!("do {id}"),
+            dependencies: deps.iter().map(|d| d.to_string()).collect(),
+            priority: None,
+            agent_hint: None,
+        }
+    }
+
+    fn plan(tasks: Vec<PlannedTask>) -> Plan {
+        Plan {
+            reasoning: String::new(),
+            tasks,
+        }
+    }
+
+    /// Records what it saw; fails or sleeps as told per task.
+    #[derive(Default)]
+    struct Probe {
+        running: AtomicUsize,
+        max_running: AtomicUsize,
+        events: Mutex<Vec<String>>,
+        inputs: Mutex<HashMap<String, NodeInput>>,
+        calls: Mutex<HashMap<String, u32>>,
+        /// task → failures before success (transient), or u32::MAX for a permanent one.
+        fail: HashMap<String, u32>,
+        slow: HashMap<String, Duration>,
+        cancelled: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl NodeAgent for Probe {
+        async fn run(
+            &self,
+            input: NodeInput,
+            cancel: CancellationToken,
+        ) -> Result<NodeOutput, AgentError> {
+            let id = input.task_id.clone();
+            let call = {
+                let mut calls = self.calls.lock().unwrap();
+                let c = calls.entry(id.clone()).or_insert(0);
+                *c += 1;
+                *c
+            };
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max_running.fetch_max(now, Ordering::SeqCst);
+            self.events.lock().unwrap().push(format!("start {id}"));
+            self.inputs
+                .lock()
+                .unwrap()
+                .insert(id.clone(), input.clone());
+            let wait = self
+                .slow
+                .get(&id)
+                .copied()
+                .unwrap_or(Duration::from_millis(20));
+            let result = tokio::select! {
+                () = cancel.cancelled() => {
+                    self.cancelled.fetch_add(1, Ordering::SeqCst);
+                    Err(AgentError::Cancelled)
+                }
+                () = tokio::time::sleep(wait) => {
+                    match self.fail.get(&id) {
+                        Some(&u32::MAX) => Err(AgentError::Rejected { status: 400, message: format!("{id} is broken") }),
+                        Some(&n) if call <= n => Err(AgentError::Unreachable("flaky".into())),
+                        _ => Ok(NodeOutput { text: format!("out:{id}"), usage: Some(TokenUsage { prompt_tokens: 3, completion_tokens: 2 }) }),
+                    }
+                }
+            };
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.events.lock().unwrap().push(format!("end {id}"));
+            result
+        }
+    }
+
+    fn pipeline(probe: &Arc<Probe>, plan: &Plan, options: PipelineOptions) -> Pipeline {
+        let mut p = Pipeline::new(options);
+        for t in &plan.tasks {
+            p.assign(&t.id, AgentId::new("probe").unwrap(), 0.5, probe.clone());
+        }
+        p
+    }
+
+    #[tokio::test]
+    async fn independent_tasks_overlap_dependants_wait_and_get_context() {
+        let diamond = plan(vec![
+            task("a", &[]),
+            task("b", &[]),
+            task("compare", &["a", "b"]),
+        ]);
+        let probe = Arc::new(Probe::default());
+        let outcome = pipeline(&probe, &diamond, PipelineOptions::default())
+            .run(&diamond)
+            .await
+            .unwrap();
+        assert_eq!(outcome.output, "out:compare");
+        assert_eq!(
+            probe.max_running.load(Ordering::SeqCst),
+            2,
+            "a and b overlap"
+        );
+        let events = probe.events.lock().unwrap().clone();
+        let pos = |e: &str| events.iter().position(|x| x == e).unwrap();
+        assert!(
+            pos("start compare") > pos("end a") && pos("start compare") > pos("end b"),
+            "{events:?}"
+        );
+        let context = probe.inputs.lock().unwrap()["compare"].context.clone();
+        assert!(
+            context.contains("Output of task a:\nout:a") && context.contains("out:b"),
+            "{context}"
+        );
+        assert!(
+            outcome
+                .trace
+                .iter()
+                .all(|t| t.status == NodeStatus::Done && t.attempts == 1)
+        );
+        assert_eq!(outcome.trace[2].tokens.completion_tokens, 2);
+
+        // A parallelism of 1 runs one at a time.
+        let probe = Arc::new(Probe::default());
+        let options = PipelineOptions {
+            parallelism: 1,
+            ..PipelineOptions::default()
+        };
+        pipeline(&probe, &diamond, options)
+            .run(&diamond)
+            .await
+            .unwrap();
+        assert_eq!(probe.max_running.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_and_permanent_ones_follow_the_policy() {
+        let chain = plan(vec![task("a", &[]), task("b", &["a"])]);
+        let probe = Arc::new(Probe {
+            fail: HashMap::from([("a".to_string(), 2)]),
+            ..Probe::default()
+        });
+        let options = PipelineOptions {
+            backoff: Duration::from_millis(1),
+            ..PipelineOptions::default()
+        };
+        let outcome = pipeline(&probe, &chain, options).run(&chain).await.unwrap();
+        assert_eq!(outcome.trace[0].attempts, 3);
+
+        // Fail fast: the broken task cancels its slow sibling.
+        let wide = plan(vec![
+            task("broken", &[]),
+            task("slow", &[]),
+            task("after", &["slow"]),
+        ]);
+        let probe = Arc::new(Probe {
+            fail: HashMap::from([("broken".to_string(), u32::MAX)]),
+            slow: HashMap::from([("slow".to_string(), Duration::from_secs(30))]),
+            ..Probe::default()
+        });
+        let err = pipeline(&probe, &wide, PipelineOptions::default())
+            .run(&wide)
+            .await
+            .unwrap_err();
+        let PipelineError::Failed {
+            task: failed,
+            partial,
+            ..
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(failed, "broken");
+        assert_eq!(
+            probe.cancelled.load(Ordering::SeqCst),
+            1,
+            "the slow sibling saw the cancel"
+        );
+        assert_eq!(partial.trace[1].status, NodeStatus::Cancelled);
+        assert_eq!(partial.trace[2].status, NodeStatus::Skipped);
+
+        // Finish the independent branches: the sibling's branch completes, dependants skip.
+        let branches = plan(vec![
+            task("broken", &[]),
+            task("child", &["broken"]),
+            task("other", &[]),
+            task("next", &["other"]),
+        ]);
+        let probe = Arc::new(Probe {
+            fail: HashMap::from([("broken".to_string(), u32::MAX)]),
+            ..Probe::default()
+        });
+        let options = PipelineOptions {
+            failure: FailurePolicy::FinishIndependent,
+            ..PipelineOptions::default()
+        };
+        let err = pipeline(&probe, &branches, options)
+            .run(&branches)
+            .await
+            .unwrap_err();
+        let PipelineError::Failed { partial, .. } = err else {
+            panic!("{err:?}")
+        };
+        let status: Vec<&NodeStatus> = partial.trace.iter().map(|t| &t.status).collect();
+        assert!(matches!(status[0], NodeStatus::Failed { .. }));
+        assert_eq!(status[1], &NodeStatus::Skipped);
+        assert_eq!(
+            (status[2], status[3]),
+            (&NodeStatus::Done, &NodeStatus::Done)
+        );
+        assert_eq!(partial.outputs["next"], "out:next");
+    }
+
+    #[tokio::test]
+    async fn cancellation_reaches_running_agents_and_timeouts_count() {
+        let chain = plan(vec![task("long", &[]), task("later", &["long"])]);
+        let probe = Arc::new(Probe {
+            slow: HashMap::from([("long".to_string(), Duration::from_secs(30))]),
+            ..Probe::default()
+        });
+        let options = PipelineOptions::default();
+        let cancel = options.cancel.clone();
+        let p = pipeline(&probe, &chain, options);
+        let run = tokio::spawn(async move { p.run(&chain).await });
+        while !probe
+            .events
+            .lock()
+            .unwrap()
+            .contains(&"start long".to_string())
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        cancel.cancel();
+        let err = run.await.unwrap().unwrap_err();
+        assert!(matches!(err, PipelineError::Cancelled { .. }), "{err:?}");
+        assert_eq!(probe.cancelled.load(Ordering::SeqCst), 1);
+        assert!(
+            !probe
+                .events
+                .lock()
+                .unwrap()
+                .contains(&"start later".to_string())
+        );
+
+        let one = plan(vec![task("stuck", &[])]);
+        let probe = Arc::new(Probe {
+            slow: HashMap::from([("stuck".to_string(), Duration::from_secs(30))]),
+            ..Probe::default()
+        });
+        let options = PipelineOptions {
+            task_timeout: Some(Duration::from_millis(30)),
+            retries: 1,
+            backoff: Duration::from_millis(1),
+            ..PipelineOptions::default()
+        };
+        let err = pipeline(&probe, &one, options).run(&one).await.unwrap_err();
+        let PipelineError::Failed { error, partial, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert!(error.contains("did not answer within"), "{error}");
+        assert_eq!(
+            partial.trace[0].attempts, 2,
+            "a timeout is transient: retried once"
+        );
+    }
+
+    #[test]
+    fn context_is_fitted_with_a_marker_not_dropped() {
+        let parts = vec![
+            ("a".to_string(), "x".repeat(10_000)),
+            ("b".to_string(), "short".to_string()),
+        ];
+        let fitted = fit_context(&parts, 1_000);
+        assert!(
+            fitted.contains("Output of task a:") && fitted.contains("Output of task b:\nshort")
+        );
+        assert!(fitted.chars().count() < 1_300, "{}", fitted.chars().count());
+        assert!(
+            fitted.contains("cut") || fitted.contains("…"),
+            "a marker shows the cut"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_plans_and_missing_agents_are_refused() {
+        let cyclic = plan(vec![task("a", &["b"]), task("b", &["a"])]);
+        let p = Pipeline::new(PipelineOptions::default());
+        assert!(matches!(
+            p.run(&cyclic).await,
+            Err(PipelineError::InvalidPlan(_))
+        ));
+        let ok = plan(vec![task("a", &[])]);
+        assert!(matches!(
+            p.run(&ok).await,
+            Err(PipelineError::Unassigned(_))
+        ));
+    }
+}
