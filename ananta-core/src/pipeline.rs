@@ -101,6 +101,21 @@ pub enum FailurePolicy {
     FinishIndependent,
 }
 
+/// Limits of a whole run; when one is reached the run stops cleanly with
+/// [`PipelineError::BudgetExceeded`] and the partial trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Budget {
+    /// Agent calls (attempts) over all tasks.
+    #[serde(default)]
+    pub max_calls: Option<u64>,
+    /// Tokens (prompt + completion) over all tasks, as the agents report them.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Wall-clock time of the run.
+    #[serde(default)]
+    pub max_duration: Option<Duration>,
+}
+
 /// How a pipeline runs.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
@@ -119,6 +134,8 @@ pub struct PipelineOptions {
     pub failure: FailurePolicy,
     /// Cancels the whole run; running agents see it through their token.
     pub cancel: CancellationToken,
+    /// Limits of the run.
+    pub budget: Budget,
 }
 
 impl Default for PipelineOptions {
@@ -131,6 +148,7 @@ impl Default for PipelineOptions {
             task_timeout: None,
             failure: FailurePolicy::FailFast,
             cancel: CancellationToken::new(),
+            budget: Budget::default(),
         }
     }
 }
@@ -206,6 +224,14 @@ pub enum PipelineError {
         /// The partial outcome.
         partial: Box<RunOutcome>,
     },
+    /// A limit of the run's [`Budget`] was reached.
+    #[error("the run's budget of {limit} was used up")]
+    BudgetExceeded {
+        /// `calls`, `tokens` or `time`.
+        limit: String,
+        /// The partial outcome.
+        partial: Box<RunOutcome>,
+    },
     /// The run was cancelled.
     #[error("the run was cancelled")]
     Cancelled {
@@ -254,7 +280,21 @@ struct Finished {
     attempts: u32,
     tokens: TokenUsage,
     duration: Duration,
-    result: Result<NodeOutput, (AgentError, bool)>,
+    result: Result<NodeOutput, NodeEnd>,
+}
+
+/// Why a task ended without output.
+enum NodeEnd {
+    Failed(AgentError),
+    Cancelled,
+    Budget(&'static str),
+}
+
+/// What the run has spent, shared by its tasks.
+#[derive(Default)]
+struct Spent {
+    calls: std::sync::atomic::AtomicU64,
+    tokens: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
@@ -325,6 +365,13 @@ impl Pipeline {
         let run_cancel = self.options.cancel.child_token();
         let mut running: JoinSet<Finished> = JoinSet::new();
         let mut first_failure: Option<(String, String)> = None;
+        let mut budget_hit: Option<&'static str> = None;
+        let spent = Arc::new(Spent::default());
+        let deadline = self
+            .options
+            .budget
+            .max_duration
+            .map(|d| tokio::time::Instant::now() + d);
         let parallelism = self.options.parallelism.max(1);
         loop {
             // Start what is ready, in plan order, up to the limit.
@@ -364,10 +411,21 @@ impl Pipeline {
                     let options = self.options.clone();
                     let cancel = run_cancel.child_token();
                     tracing::debug!(task = %id, agent = %assigned.agent, "task started");
-                    running.spawn(run_node(worker, input, options, cancel));
+                    running.spawn(run_node(worker, input, options, cancel, spent.clone()));
                 }
             }
-            let Some(joined) = running.join_next().await else {
+            let joined = match deadline {
+                Some(deadline) => tokio::select! {
+                    joined = running.join_next() => joined,
+                    () = tokio::time::sleep_until(deadline), if budget_hit.is_none() => {
+                        budget_hit = Some("time");
+                        run_cancel.cancel();
+                        continue;
+                    }
+                },
+                None => running.join_next().await,
+            };
+            let Some(joined) = joined else {
                 break;
             };
             let Ok(finished) = joined else {
@@ -385,8 +443,15 @@ impl Pipeline {
                     trace.status = NodeStatus::Done;
                     outputs.insert(finished.id.clone(), output.text);
                 }
-                Err((_, true)) => trace.status = NodeStatus::Cancelled,
-                Err((error, false)) => {
+                Err(NodeEnd::Cancelled) => trace.status = NodeStatus::Cancelled,
+                Err(NodeEnd::Budget(limit)) => {
+                    trace.status = NodeStatus::Cancelled;
+                    if budget_hit.is_none() {
+                        budget_hit = Some(limit);
+                        run_cancel.cancel();
+                    }
+                }
+                Err(NodeEnd::Failed(error)) => {
                     trace.status = NodeStatus::Failed {
                         error: error.to_string(),
                     };
@@ -444,6 +509,12 @@ impl Pipeline {
             outputs,
             trace,
         };
+        if let Some(limit) = budget_hit {
+            return Err(PipelineError::BudgetExceeded {
+                limit: limit.to_string(),
+                partial: Box::new(outcome),
+            });
+        }
         if let Some((task, error)) = first_failure {
             return Err(PipelineError::Failed {
                 task,
@@ -469,11 +540,26 @@ async fn run_node(
     input: NodeInput,
     options: PipelineOptions,
     cancel: CancellationToken,
+    spent: Arc<Spent>,
 ) -> Finished {
+    use std::sync::atomic::Ordering;
     let started = Instant::now();
     let mut tokens = TokenUsage::default();
     let mut attempts = 0;
+    let budget = options.budget;
     let result = loop {
+        if budget
+            .max_calls
+            .is_some_and(|max| spent.calls.fetch_add(1, Ordering::SeqCst) >= max)
+        {
+            break Err(NodeEnd::Budget("calls"));
+        }
+        if budget
+            .max_tokens
+            .is_some_and(|max| spent.tokens.load(Ordering::SeqCst) >= max)
+        {
+            break Err(NodeEnd::Budget("tokens"));
+        }
         attempts += 1;
         let call = worker.run(input.clone(), cancel.clone());
         // The agent sees the cancellation through its token and gets a grace period to
@@ -483,7 +569,7 @@ async fn run_node(
             tokio::time::sleep(CANCEL_GRACE).await;
         };
         let answer = tokio::select! {
-            () = gave_up => break Err((AgentError::Cancelled, true)),
+            () = gave_up => break Err(NodeEnd::Cancelled),
             answer = async {
                 match options.task_timeout {
                     Some(limit) => tokio::time::timeout(limit, call)
@@ -497,19 +583,27 @@ async fn run_node(
             Ok(output) => {
                 if let Some(u) = output.usage {
                     tokens.add(u);
+                    let used = spent
+                        .tokens
+                        .fetch_add(u.prompt_tokens + u.completion_tokens, Ordering::SeqCst)
+                        + u.prompt_tokens
+                        + u.completion_tokens;
+                    if budget.max_tokens.is_some_and(|max| used > max) {
+                        break Err(NodeEnd::Budget("tokens"));
+                    }
                 }
                 break Ok(output);
             }
-            Err(_) if cancel.is_cancelled() => break Err((AgentError::Cancelled, true)),
+            Err(_) if cancel.is_cancelled() => break Err(NodeEnd::Cancelled),
             Err(e) if e.is_transient() && attempts <= options.retries => {
                 let delay = options.backoff * 2u32.saturating_pow(attempts - 1);
                 tracing::info!(task = %input.task_id, attempt = attempts, error = %e, ?delay, "retrying a task");
                 tokio::select! {
-                    () = cancel.cancelled() => break Err((AgentError::Cancelled, true)),
+                    () = cancel.cancelled() => break Err(NodeEnd::Cancelled),
                     () = tokio::time::sleep(delay) => {}
                 }
             }
-            Err(e) => break Err((e, false)),
+            Err(e) => break Err(NodeEnd::Failed(e)),
         }
     };
     Finished {
@@ -791,6 +885,74 @@ mod tests {
         assert_eq!(
             partial.trace[0].attempts, 2,
             "a timeout is transient: retried once"
+        );
+    }
+
+    #[tokio::test]
+    async fn budgets_stop_the_run_cleanly_with_the_partial_trace() {
+        let chain = plan(vec![task("a", &[]), task("b", &["a"]), task("c", &["b"])]);
+        // Calls: two allowed, the third task is refused.
+        let probe = Arc::new(Probe::default());
+        let options = PipelineOptions {
+            budget: Budget {
+                max_calls: Some(2),
+                ..Budget::default()
+            },
+            ..PipelineOptions::default()
+        };
+        let err = pipeline(&probe, &chain, options)
+            .run(&chain)
+            .await
+            .unwrap_err();
+        let PipelineError::BudgetExceeded { limit, partial } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(limit, "calls");
+        assert_eq!(partial.outputs.len(), 2);
+        assert_eq!(partial.trace[2].attempts, 0);
+        // Tokens: each task reports 5; a budget of 7 is passed by the second.
+        let probe = Arc::new(Probe::default());
+        let options = PipelineOptions {
+            budget: Budget {
+                max_tokens: Some(7),
+                ..Budget::default()
+            },
+            ..PipelineOptions::default()
+        };
+        let err = pipeline(&probe, &chain, options)
+            .run(&chain)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PipelineError::BudgetExceeded { ref limit, .. } if limit == "tokens"),
+            "{err:?}"
+        );
+        // Time: a slow task is cancelled when the run's time is up.
+        let slow = plan(vec![task("slow", &[])]);
+        let probe = Arc::new(Probe {
+            slow: HashMap::from([("slow".to_string(), Duration::from_secs(30))]),
+            ..Probe::default()
+        });
+        let options = PipelineOptions {
+            budget: Budget {
+                max_duration: Some(Duration::from_millis(50)),
+                ..Budget::default()
+            },
+            ..PipelineOptions::default()
+        };
+        let err = pipeline(&probe, &slow, options)
+            .run(&slow)
+            .await
+            .unwrap_err();
+        let PipelineError::BudgetExceeded { limit, partial } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(limit, "time");
+        assert_eq!(partial.trace[0].status, NodeStatus::Cancelled);
+        assert_eq!(
+            probe.cancelled.load(Ordering::SeqCst),
+            1,
+            "the agent saw the cancel"
         );
     }
 
