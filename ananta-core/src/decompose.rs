@@ -41,18 +41,29 @@ pub struct Plan {
 pub const MAX_PLAN_TASKS: usize = 200;
 
 impl Plan {
-    /// Every problem of the plan: no tasks, too many, empty or duplicate ids, empty
-    /// descriptions, unknown dependencies, self-dependencies, cycles. Empty = valid.
+    /// Every problem of the plan: no tasks, too many (more than [`MAX_PLAN_TASKS`], the
+    /// limit for a model's plan), empty or duplicate ids, empty descriptions, unknown
+    /// dependencies, self-dependencies, cycles. Empty = valid.
     pub fn problems(&self) -> Vec<String> {
+        let mut problems = self.structural_problems();
+        if self.tasks.len() > MAX_PLAN_TASKS {
+            problems.insert(
+                usize::from(self.tasks.is_empty()),
+                format!(
+                    "the plan has {} tasks, at most {MAX_PLAN_TASKS} are allowed",
+                    self.tasks.len()
+                ),
+            );
+        }
+        problems
+    }
+
+    /// [`Plan::problems`] without the size limit: whether the plan can run at all (a host's
+    /// own large plans run through a [`Pipeline`](crate::pipeline::Pipeline) too).
+    pub fn structural_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.tasks.is_empty() {
             problems.push("the plan has no tasks".to_string());
-        }
-        if self.tasks.len() > MAX_PLAN_TASKS {
-            problems.push(format!(
-                "the plan has {} tasks, at most {MAX_PLAN_TASKS} are allowed",
-                self.tasks.len()
-            ));
         }
         let mut seen = BTreeSet::new();
         for t in &self.tasks {

@@ -11,6 +11,10 @@
 //!   `is_transient()`, and [`Error`] wraps them all;
 //! - the **[`Hub`]**: task board, templates, agents, assignment, forwarding of steps to the
 //!   assigned agent, per-task logs and an event bus;
+//! - **orchestration**: [`LlmDecomposer`] turns a prompt into a validated [`Plan`],
+//!   [`matching::AgentMatcher`] picks each task's agent by embedding similarity
+//!   ([`embed::LexicalEmbedder`] needs no model), and [`pipeline::Pipeline`] runs the plan in
+//!   parallel with context passing, retries, timeouts, cancellation and budgets;
 //! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
 //!   reads the answer), runs it through its executor, and can run a task autonomously;
 //! - with feature **`mocks`**: `mockall` mocks of every trait in `mocks`, for your own tests;

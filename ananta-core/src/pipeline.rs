@@ -327,7 +327,7 @@ impl Pipeline {
 
     /// Runs `plan`.
     pub async fn run(&self, plan: &Plan) -> Result<RunOutcome, PipelineError> {
-        let problems = plan.problems();
+        let problems = plan.structural_problems();
         if !problems.is_empty() {
             return Err(PipelineError::InvalidPlan(problems));
         }
@@ -360,7 +360,27 @@ impl Pipeline {
             })
             .collect();
         let mut outputs: BTreeMap<String, String> = BTreeMap::new();
-        let mut pending: BTreeSet<&str> = plan.tasks.iter().map(|t| t.id.as_str()).collect();
+        // Kahn's algorithm: a task is ready when its last dependency finished.
+        let mut waiting_on: HashMap<&str, usize> = plan
+            .tasks
+            .iter()
+            .map(|t| (t.id.as_str(), t.dependencies.len()))
+            .collect();
+        let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+        for t in &plan.tasks {
+            for d in &t.dependencies {
+                dependents
+                    .entry(d.as_str())
+                    .or_default()
+                    .push(t.id.as_str());
+            }
+        }
+        let mut ready: std::collections::VecDeque<&str> = plan
+            .tasks
+            .iter()
+            .filter(|t| t.dependencies.is_empty())
+            .map(|t| t.id.as_str())
+            .collect();
         let mut blocked: BTreeSet<String> = BTreeSet::new();
         let run_cancel = self.options.cancel.child_token();
         let mut running: JoinSet<Finished> = JoinSet::new();
@@ -374,25 +394,18 @@ impl Pipeline {
             .map(|d| tokio::time::Instant::now() + d);
         let parallelism = self.options.parallelism.max(1);
         loop {
-            // Start what is ready, in plan order, up to the limit.
-            if first_failure.is_none() || self.options.failure == FailurePolicy::FinishIndependent {
-                let ready: Vec<&str> = plan
-                    .tasks
-                    .iter()
-                    .map(|t| t.id.as_str())
-                    .filter(|id| pending.contains(id) && !blocked.contains(*id))
-                    .filter(|id| {
-                        by_id[id]
-                            .dependencies
-                            .iter()
-                            .all(|d| outputs.contains_key(d))
-                    })
-                    .collect();
-                for id in ready {
-                    if running.len() >= parallelism || run_cancel.is_cancelled() {
+            // Start what is ready (in the order it became ready), up to the limit.
+            let starting = budget_hit.is_none()
+                && (first_failure.is_none()
+                    || self.options.failure == FailurePolicy::FinishIndependent);
+            if starting {
+                while running.len() < parallelism && !run_cancel.is_cancelled() {
+                    let Some(id) = ready.pop_front() else {
                         break;
+                    };
+                    if blocked.contains(id) {
+                        continue;
                     }
-                    pending.remove(id);
                     let task = by_id[id];
                     let parts: Vec<(String, String)> = task
                         .dependencies
@@ -442,6 +455,14 @@ impl Pipeline {
                     trace.output_chars = output.text.chars().count();
                     trace.status = NodeStatus::Done;
                     outputs.insert(finished.id.clone(), output.text);
+                    for next in dependents.get(finished.id.as_str()).into_iter().flatten() {
+                        if let Some(n) = waiting_on.get_mut(next) {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                ready.push_back(next);
+                            }
+                        }
+                    }
                 }
                 Err(NodeEnd::Cancelled) => trace.status = NodeStatus::Cancelled,
                 Err(NodeEnd::Budget(limit)) => {
