@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
             let url = var("DATABASE_URL").unwrap_or_else(|| "sqlite://ananta-hub.db".into());
             let opened = ananta_store::open_url_with_registry(&url)
                 .await
-                .with_context(|| format!("opening the store at DATABASE_URL ({})", redact(&url)))?;
+                .context("opening the store at DATABASE_URL")?;
             let hub = Hub::builder()
                 .store(opened.store)
                 .registry(opened.registry)
@@ -137,18 +137,6 @@ async fn main() -> anyhow::Result<()> {
     serve(listener, router, shutdown, grace).await?;
     println!("ananta {role} stopped");
     Ok(())
-}
-
-/// A URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}://{user}:***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn build_worker(name: AgentId) -> anyhow::Result<Worker> {

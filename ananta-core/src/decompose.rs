@@ -468,19 +468,6 @@ impl LlmDecomposer {
     }
 }
 
-/// The JSON object in a model's answer: without `<think>` blocks and code fences, from the
-/// first `{` to the last `}`.
-fn json_object(answer: &str) -> &str {
-    let mut text = answer;
-    if let Some(end) = text.rfind("</think>") {
-        text = &text[end + "</think>".len()..];
-    }
-    match (text.find('{'), text.rfind('}')) {
-        (Some(start), Some(end)) if end > start => &text[start..=end],
-        _ => text.trim(),
-    }
-}
-
 #[async_trait]
 impl Decomposer for LlmDecomposer {
     async fn decompose(&self, prompt: String) -> Result<Plan, DecomposeError> {
@@ -511,7 +498,10 @@ impl Decomposer for LlmDecomposer {
             request.model = self.model.clone();
             request.max_tokens = Some(self.max_tokens);
             let raw = self.llm.complete(request).await?.content;
-            let problems = match serde_json::from_str::<Plan>(json_object(&raw)) {
+            // Past `<think>` blocks, fences and prose: the first balanced JSON object.
+            let answer = crate::parse::strip_think(&raw);
+            let json = crate::parse::first_object(&answer).unwrap_or(answer.trim());
+            let problems = match serde_json::from_str::<Plan>(json) {
                 Ok(plan) => {
                     let problems = self.problems(&plan);
                     if problems.is_empty() {

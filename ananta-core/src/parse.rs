@@ -81,7 +81,7 @@ fn no_command(raw: &str) -> ProposalError {
 }
 
 /// Removes `<think>…</think>` blocks that reasoning models put before their answer.
-fn strip_think(raw: &str) -> String {
+pub(crate) fn strip_think(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(start) = rest.find("<think>") {
@@ -185,7 +185,7 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
 }
 
 /// The first balanced `{…}` in `text` (string-aware), if any.
-fn first_object(text: &str) -> Option<&str> {
+pub(crate) fn first_object(text: &str) -> Option<&str> {
     let start = text.find('{')?;
     let mut depth = 0usize;
     let mut in_string = false;

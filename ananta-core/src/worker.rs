@@ -30,7 +30,6 @@ struct Settings {
     name: AgentId,
     system_prompt: String,
     specialisation: String,
-    config: WorkerConfig,
     log_capacity: usize,
 }
 
@@ -93,6 +92,7 @@ impl WorkerConfig {
 /// Builds a [`Worker`].
 pub struct WorkerBuilder {
     settings: Settings,
+    config: WorkerConfig,
     llm: Option<Arc<dyn LlmProvider>>,
     executor: Option<Arc<dyn Executor>>,
     gate: Option<Arc<dyn CommandGate>>,
@@ -135,19 +135,19 @@ impl WorkerBuilder {
 
     /// The model to ask (a template's `model` overrides it per task).
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.settings.config.model = Some(model.into());
+        self.config.model = Some(model.into());
         self
     }
 
     /// Sampling temperature.
     pub fn temperature(mut self, temperature: f32) -> Self {
-        self.settings.config.temperature = Some(temperature);
+        self.config.temperature = Some(temperature);
         self
     }
 
     /// Answer token limit.
     pub fn max_tokens(mut self, max_tokens: u32) -> Self {
-        self.settings.config.max_tokens = Some(max_tokens);
+        self.config.max_tokens = Some(max_tokens);
         self
     }
 
@@ -155,21 +155,21 @@ impl WorkerBuilder {
     /// output). Small local models then always answer in the shape [`parse_answer`] reads;
     /// leave it off (the default) for servers that do not support `json_schema` output.
     pub fn structured_output(mut self, on: bool) -> Self {
-        self.settings.config.structured_output = on;
+        self.config.structured_output = on;
         self
     }
 
     /// Characters of each stream (stdout, stderr) of a step fed back to the model (default
     /// 4,000; head and tail are kept, with a marker of what was cut).
     pub fn output_budget(mut self, chars: usize) -> Self {
-        self.settings.config.output_budget = chars;
+        self.config.output_budget = chars;
         self
     }
 
     /// How many of the latest steps the prompt shows (default 20; older ones are summarised
     /// as a count).
     pub fn history_steps(mut self, steps: usize) -> Self {
-        self.settings.config.history_steps = steps;
+        self.config.history_steps = steps;
         self
     }
 
@@ -189,9 +189,10 @@ impl WorkerBuilder {
             .ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
         let mut settings = self.settings;
         settings.log_capacity = settings.log_capacity.max(1);
-        settings.config.output_budget = settings.config.output_budget.max(100);
-        settings.config.history_steps = settings.config.history_steps.max(1);
-        let config = std::sync::RwLock::new(settings.config.clone());
+        let mut config = self.config;
+        config.output_budget = config.output_budget.max(100);
+        config.history_steps = config.history_steps.max(1);
+        let config = std::sync::RwLock::new(config);
         Ok(Worker {
             inner: Arc::new(WorkerInner {
                 settings,
@@ -249,9 +250,9 @@ impl Worker {
                 name,
                 system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
                 specialisation: String::new(),
-                config: WorkerConfig::default(),
                 log_capacity: 10_000,
             },
+            config: WorkerConfig::default(),
             llm: None,
             executor: None,
             gate: None,

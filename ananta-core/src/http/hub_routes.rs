@@ -34,9 +34,8 @@ use crate::template::{NewTemplate, Template, TemplateUpdate};
 /// ```
 /// use std::sync::Arc;
 /// use ananta_core::http::{Auth, HttpOptions, HubApi};
-/// # fn store() -> Arc<dyn ananta_core::TaskStore> { unimplemented!() }
-/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let hub = ananta_core::Hub::builder().store(store()).build()?;
+/// # fn demo(store: Arc<dyn ananta_core::TaskStore>) -> Result<(), Box<dyn std::error::Error>> {
+/// let hub = ananta_core::Hub::builder().store(store).build()?;
 /// let auth = Auth::builder().token(Some("s3cret".into())).build()?;
 /// let api = HubApi::new(hub).auth(auth).options(HttpOptions::named("hub"));
 /// let router: axum::Router = api.router();

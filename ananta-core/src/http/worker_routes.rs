@@ -36,10 +36,9 @@ const REMEMBERED_KEYS: usize = 4096;
 ///
 /// ```
 /// use ananta_core::http::{Auth, HttpOptions, WorkerApi};
-/// # fn worker() -> ananta_core::Worker { unimplemented!() }
-/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// # fn demo(worker: ananta_core::Worker) -> Result<(), Box<dyn std::error::Error>> {
 /// let auth = Auth::builder().token(Some("worker-secret".into())).build()?;
-/// let api = WorkerApi::new(worker()).auth(auth).options(HttpOptions::named("alpha"));
+/// let api = WorkerApi::new(worker).auth(auth).options(HttpOptions::named("alpha"));
 /// let router: axum::Router = api.router();
 /// # Ok(()) }
 /// ```
