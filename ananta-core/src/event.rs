@@ -7,7 +7,7 @@ use tokio::sync::broadcast;
 
 use crate::agent::{AgentInfo, AgentStatus};
 use crate::ids::{AgentId, TaskId};
-use crate::task::{Proposed, StepRecord, Task};
+use crate::task::{Proposed, StepRecord, Task, TaskStatus};
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,9 +62,102 @@ pub enum EventKind {
         /// Its new status.
         status: AgentStatus,
     },
+    /// An orchestration run started, or was resumed by a restarted Hub.
+    RunStarted {
+        /// The run's own task.
+        run_id: TaskId,
+        /// Tasks in its plan.
+        tasks: usize,
+        /// Of those, finished before (by the interrupted run); they are not run again.
+        finished: usize,
+        /// Whether this is a resumed run.
+        resumed: bool,
+    },
+    /// An orchestration run ended.
+    RunFinished {
+        /// The run's own task.
+        run_id: TaskId,
+        /// Its final status: `done`, `failed` or `cancelled`.
+        status: TaskStatus,
+        /// Why it did not finish, when it did not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A task of a run started.
+    NodeStarted {
+        /// The run.
+        run_id: TaskId,
+        /// The task on the board.
+        task_id: TaskId,
+        /// Its id in the plan.
+        node: String,
+        /// The agent working on it.
+        agent: AgentId,
+    },
+    /// A task of a run failed transiently and is tried again.
+    NodeRetried {
+        /// The run.
+        run_id: TaskId,
+        /// The task on the board.
+        task_id: TaskId,
+        /// Its id in the plan.
+        node: String,
+        /// Attempts made so far.
+        attempt: u32,
+        /// The error of the last attempt.
+        error: String,
+    },
+    /// A task of a run finished; its output is stored.
+    NodeCompleted {
+        /// The run.
+        run_id: TaskId,
+        /// The task on the board.
+        task_id: TaskId,
+        /// Its id in the plan.
+        node: String,
+        /// Attempts it took.
+        attempts: u32,
+        /// Characters of its output.
+        output_chars: usize,
+    },
+    /// A task of a run failed for good.
+    NodeFailed {
+        /// The run.
+        run_id: TaskId,
+        /// The task on the board.
+        task_id: TaskId,
+        /// Its id in the plan.
+        node: String,
+        /// The last error.
+        error: String,
+    },
+    /// A running task of a run was cancelled.
+    NodeCancelled {
+        /// The run.
+        run_id: TaskId,
+        /// The task on the board.
+        task_id: TaskId,
+        /// Its id in the plan.
+        node: String,
+    },
 }
 
 impl EventKind {
+    /// The orchestration run the event belongs to: the run's own task for run events, the
+    /// run of the task for node events.
+    pub fn run_id(&self) -> Option<TaskId> {
+        match self {
+            Self::RunStarted { run_id, .. }
+            | Self::RunFinished { run_id, .. }
+            | Self::NodeStarted { run_id, .. }
+            | Self::NodeRetried { run_id, .. }
+            | Self::NodeCompleted { run_id, .. }
+            | Self::NodeFailed { run_id, .. }
+            | Self::NodeCancelled { run_id, .. } => Some(*run_id),
+            _ => None,
+        }
+    }
+
     /// The task the event is about, when it is about one.
     pub fn task_id(&self) -> Option<crate::ids::TaskId> {
         match self {
@@ -72,7 +165,13 @@ impl EventKind {
             Self::TaskDeleted { task_id }
             | Self::TaskAssigned { task_id, .. }
             | Self::StepProposed { task_id, .. }
-            | Self::StepExecuted { task_id, .. } => Some(*task_id),
+            | Self::StepExecuted { task_id, .. }
+            | Self::NodeStarted { task_id, .. }
+            | Self::NodeRetried { task_id, .. }
+            | Self::NodeCompleted { task_id, .. }
+            | Self::NodeFailed { task_id, .. }
+            | Self::NodeCancelled { task_id, .. } => Some(*task_id),
+            Self::RunStarted { run_id, .. } | Self::RunFinished { run_id, .. } => Some(*run_id),
             Self::AgentRegistered { .. } | Self::AgentStatusChanged { .. } => None,
         }
     }
@@ -88,6 +187,13 @@ impl EventKind {
             Self::StepExecuted { .. } => "step_executed",
             Self::AgentRegistered { .. } => "agent_registered",
             Self::AgentStatusChanged { .. } => "agent_status_changed",
+            Self::RunStarted { .. } => "run_started",
+            Self::RunFinished { .. } => "run_finished",
+            Self::NodeStarted { .. } => "node_started",
+            Self::NodeRetried { .. } => "node_retried",
+            Self::NodeCompleted { .. } => "node_completed",
+            Self::NodeFailed { .. } => "node_failed",
+            Self::NodeCancelled { .. } => "node_cancelled",
         }
     }
 }

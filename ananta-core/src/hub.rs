@@ -1,8 +1,8 @@
 //! The Hub: task board, templates, agent registry, assignment, forwarding of steps to the
 //! assigned agent, per-task logs and events.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::json;
@@ -12,10 +12,14 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{
     AgentCard, AgentClient, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest,
 };
+use crate::decompose::Decomposer;
 use crate::error::{AgentError, Error, ExecError};
 use crate::event::{Event, EventBus, EventKind};
 use crate::ids::{AgentId, TaskId, TemplateId};
+use crate::llm::LlmProvider;
 use crate::log::{Direction, LogEntry, LogQuery};
+use crate::matching::AgentMatcher;
+use crate::pipeline::NodeAgent;
 use crate::registry::{AgentRegistry, InMemoryRegistry};
 use crate::run::{RunLimits, RunReport, StepDriver, StopReason, drive};
 use crate::store::TaskStore;
@@ -32,6 +36,10 @@ pub struct HubBuilder {
     registry: Option<Arc<dyn AgentRegistry>>,
     event_capacity: Option<usize>,
     reassign_offline: bool,
+    decomposer: Option<Arc<dyn Decomposer>>,
+    embeddings: Option<Arc<dyn LlmProvider>>,
+    match_threshold: Option<f32>,
+    fallback_agent: Option<AgentId>,
 }
 
 impl HubBuilder {
@@ -60,31 +68,88 @@ impl HubBuilder {
         self
     }
 
+    /// How [`Hub::orchestrate`] splits a prompt into a plan (e.g. an
+    /// [`LlmDecomposer`](crate::LlmDecomposer)); without one, only [`Hub::run_plan`] runs.
+    pub fn decomposer(mut self, decomposer: Arc<dyn Decomposer>) -> Self {
+        self.decomposer = Some(decomposer);
+        self
+    }
+
+    /// Match a run's tasks to agents with `provider`'s embeddings (the built-in lexical
+    /// embedder stands in when it offers none or fails; see [`AgentMatcher`]).
+    pub fn embeddings(mut self, provider: Arc<dyn LlmProvider>) -> Self {
+        self.embeddings = Some(provider);
+        self
+    }
+
+    /// Below this similarity a run's task goes to the fallback agent (default 0.1).
+    pub fn match_threshold(mut self, threshold: f32) -> Self {
+        self.match_threshold = Some(threshold);
+        self
+    }
+
+    /// The agent a run's task goes to when no agent reaches the match threshold (default:
+    /// the best match anyway).
+    pub fn fallback_agent(mut self, agent: AgentId) -> Self {
+        self.fallback_agent = Some(agent);
+        self
+    }
+
     /// Builds the hub; fails without a store.
     pub fn build(self) -> Result<Hub, Error> {
         let store = self
             .store
             .ok_or_else(|| Error::InvalidInput("Hub needs a TaskStore".into()))?;
+        let registry = self
+            .registry
+            .unwrap_or_else(|| Arc::new(InMemoryRegistry::new()));
+        let node_agents: NodeAgents = Arc::default();
+        let runnable = node_agents.clone();
+        let mut matcher = AgentMatcher::new(registry.clone()).candidates(move |info| {
+            runnable
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&info.card.name)
+        });
+        if let Some(provider) = self.embeddings {
+            matcher = matcher.embeddings(provider);
+        }
+        if let Some(threshold) = self.match_threshold {
+            matcher = matcher.threshold(threshold);
+        }
+        if let Some(agent) = self.fallback_agent {
+            matcher = matcher.fallback(agent);
+        }
         Ok(Hub {
             inner: Arc::new(HubInner {
                 store,
-                registry: self
-                    .registry
-                    .unwrap_or_else(|| Arc::new(InMemoryRegistry::new())),
+                registry,
                 clients: RwLock::new(HashMap::new()),
                 events: EventBus::new(self.event_capacity.unwrap_or(1024)),
                 reassign_offline: self.reassign_offline,
+                decomposer: self.decomposer,
+                matcher,
+                node_agents,
+                active_runs: Mutex::default(),
             }),
         })
     }
 }
 
-struct HubInner {
-    store: Arc<dyn TaskStore>,
-    registry: Arc<dyn AgentRegistry>,
+/// The agents a Hub can hand a run's tasks to, by name.
+pub(crate) type NodeAgents = Arc<RwLock<HashMap<AgentId, Arc<dyn NodeAgent>>>>;
+
+pub(crate) struct HubInner {
+    pub(crate) store: Arc<dyn TaskStore>,
+    pub(crate) registry: Arc<dyn AgentRegistry>,
     clients: RwLock<HashMap<AgentId, Arc<dyn AgentClient>>>,
-    events: EventBus,
+    pub(crate) events: EventBus,
     reassign_offline: bool,
+    pub(crate) decomposer: Option<Arc<dyn Decomposer>>,
+    pub(crate) matcher: AgentMatcher,
+    pub(crate) node_agents: NodeAgents,
+    /// Runs this process is executing right now (a second start of one is refused).
+    pub(crate) active_runs: Mutex<HashSet<TaskId>>,
 }
 
 /// The brain and memory of Ananta: keeps the task board, templates and agents, and forwards
@@ -94,7 +159,7 @@ struct HubInner {
 /// store) and published as an [`Event`].
 #[derive(Clone)]
 pub struct Hub {
-    inner: Arc<HubInner>,
+    pub(crate) inner: Arc<HubInner>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -124,11 +189,11 @@ impl Hub {
         &self.inner.registry
     }
 
-    fn publish(&self, kind: EventKind) {
+    pub(crate) fn publish(&self, kind: EventKind) {
         self.inner.events.publish(kind);
     }
 
-    async fn log(&self, entry: LogEntry) {
+    pub(crate) async fn log(&self, entry: LogEntry) {
         // A failing log write must not fail the step that already happened; it is traced.
         if let Err(e) = self.inner.store.append_log(entry).await {
             tracing::warn!(error = %e, "could not append a log entry");
@@ -269,6 +334,49 @@ impl Hub {
         Ok(info)
     }
 
+    /// Registers an agent that works on the tasks of orchestration runs
+    /// ([`Hub::orchestrate`]): a [`TextAgent`](crate::pipeline::TextAgent), a
+    /// [`ShellAgent`](crate::pipeline::ShellAgent) or any other [`NodeAgent`]. Its card is
+    /// what tasks are matched against (name, description, system prompt as its
+    /// specialisation, tools, tags). Registering a known name again replaces its card and
+    /// agent. Only agents registered this way (and online) are matched to a run's tasks.
+    pub async fn add_node_agent(
+        &self,
+        card: AgentCard,
+        agent: Arc<dyn NodeAgent>,
+    ) -> Result<AgentInfo, Error> {
+        let before = match self.inner.registry.get(card.name.clone()).await {
+            Ok(info) => Some(info),
+            Err(crate::error::RegistryError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let info = self.inner.registry.register(card).await?;
+        self.inner
+            .node_agents
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.card.name.clone(), agent);
+        if before
+            .as_ref()
+            .is_none_or(|b| b.card_version != info.card_version)
+        {
+            self.publish(EventKind::AgentRegistered {
+                agent: Box::new(info.clone()),
+            });
+        }
+        Ok(info)
+    }
+
+    /// The agent registered with [`add_node_agent`](Self::add_node_agent) under `id`.
+    pub fn node_agent(&self, id: &AgentId) -> Option<Arc<dyn NodeAgent>> {
+        self.inner
+            .node_agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// Whether the hub holds a client for the agent (registered in this process).
     pub fn is_connected(&self, id: &AgentId) -> bool {
         self.inner
@@ -283,6 +391,11 @@ impl Hub {
         self.inner.registry.deregister(id.clone()).await?;
         self.inner
             .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        self.inner
+            .node_agents
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);

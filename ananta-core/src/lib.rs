@@ -71,6 +71,7 @@ pub mod ids;
 pub mod llm;
 pub mod log;
 pub mod matching;
+pub mod orchestrate;
 pub mod parse;
 pub mod pipeline;
 pub mod registry;
@@ -97,6 +98,7 @@ pub use llm::{
     LlmProvider, ProviderHealth, Role, ToolCall, ToolSpec,
 };
 pub use log::{Direction, LogEntry, LogQuery};
+pub use orchestrate::{OrchestrateError, RunOptions, RunResult};
 pub use parse::{AnswerFormat, ParsedAnswer, parse_answer};
 pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry, rank_agents};
 pub use run::{RunLimits, RunReport, StopReason};

@@ -95,8 +95,12 @@ pub struct AgentMatcher {
     threshold: f32,
     fallback: Option<AgentId>,
     dimension: usize,
+    candidates: Option<CandidateFilter>,
     cache: Mutex<Cache>,
 }
+
+/// Which agents a matcher may choose, besides being online.
+type CandidateFilter = Arc<dyn Fn(&AgentInfo) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for AgentMatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,6 +122,7 @@ impl AgentMatcher {
             threshold: 0.1,
             fallback: None,
             dimension: LEXICAL_DIMENSION,
+            candidates: None,
             cache: Mutex::default(),
         }
     }
@@ -132,6 +137,16 @@ impl AgentMatcher {
     /// Below this similarity the fallback agent is used (default 0.1).
     pub fn threshold(mut self, threshold: f32) -> Self {
         self.threshold = threshold;
+        self
+    }
+
+    /// Only agents for which `filter` is true are candidates (and may be pinned); the Hub
+    /// uses it to match only the agents it can run.
+    pub fn candidates(
+        mut self,
+        filter: impl Fn(&AgentInfo) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.candidates = Some(Arc::new(filter));
         self
     }
 
@@ -160,6 +175,11 @@ impl AgentMatcher {
             if info.status == AgentStatus::Offline {
                 return Err(RegistryError::NoCandidate(format!(
                     "the pinned agent {agent} is offline"
+                )));
+            }
+            if self.candidates.as_ref().is_some_and(|f| !f(&info)) {
+                return Err(RegistryError::NoCandidate(format!(
+                    "the pinned agent {agent} is not one this matcher may choose"
                 )));
             }
             return Ok(MatchDecision {
@@ -204,6 +224,7 @@ impl AgentMatcher {
             .await?
             .into_iter()
             .filter(|a| a.status != AgentStatus::Offline)
+            .filter(|a| self.candidates.as_ref().is_none_or(|f| f(a)))
             .collect();
         if agents.is_empty() {
             return Err(RegistryError::NoCandidate(

@@ -90,6 +90,41 @@ pub trait NodeAgent: Send + Sync {
     ) -> Result<NodeOutput, AgentError>;
 }
 
+/// Watches a run's tasks as they go. [`Hub::orchestrate`](crate::Hub::orchestrate) uses one
+/// to keep the board and the event bus up to date and to store each output before the tasks
+/// that depend on it start. Every method has a default that does nothing.
+///
+/// The methods are awaited on the task's own path, so a slow observer slows that task (and
+/// only that task).
+#[async_trait]
+pub trait PipelineObserver: Send + Sync {
+    /// The task's first attempt is about to start.
+    async fn started(&self, _task_id: &str, _agent: &AgentId) {}
+
+    /// The task failed transiently after `attempt` attempts and will be tried again after
+    /// `delay`.
+    async fn retried(&self, _task_id: &str, _attempt: u32, _error: &AgentError, _delay: Duration) {}
+
+    /// The task produced `output` after `attempts` attempts. It counts as done, and the tasks
+    /// that depend on it may start, only once this returns `Ok`; an error fails the task (for
+    /// example when its output could not be stored).
+    async fn completed(
+        &self,
+        _task_id: &str,
+        _output: &NodeOutput,
+        _attempts: u32,
+    ) -> Result<(), crate::Error> {
+        Ok(())
+    }
+
+    /// The task failed for good with `error`.
+    async fn failed(&self, _task_id: &str, _error: &str) {}
+
+    /// The task was cancelled while it ran (the run was cancelled, failed fast, or used up its
+    /// budget).
+    async fn cancelled(&self, _task_id: &str) {}
+}
+
 /// What happens when a task fails for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -187,6 +222,10 @@ pub struct NodeTrace {
     pub tokens: TokenUsage,
     /// Characters of its output.
     pub output_chars: usize,
+    /// Finished in an earlier run of the same plan (see [`Pipeline::finished`]): not run
+    /// again here.
+    #[serde(default)]
+    pub resumed: bool,
     /// How it ended.
     #[serde(flatten)]
     pub status: NodeStatus,
@@ -250,6 +289,8 @@ struct Assigned {
 pub struct Pipeline {
     options: PipelineOptions,
     agents: HashMap<String, Assigned>,
+    finished: HashMap<String, String>,
+    observer: Option<Arc<dyn PipelineObserver>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -257,6 +298,7 @@ impl std::fmt::Debug for Pipeline {
         f.debug_struct("Pipeline")
             .field("options", &self.options)
             .field("tasks", &self.agents.len())
+            .field("finished", &self.finished.len())
             .finish_non_exhaustive()
     }
 }
@@ -285,7 +327,7 @@ struct Finished {
 
 /// Why a task ended without output.
 enum NodeEnd {
-    Failed(AgentError),
+    Failed(String),
     Cancelled,
     Budget(&'static str),
 }
@@ -303,7 +345,24 @@ impl Pipeline {
         Self {
             options,
             agents: HashMap::new(),
+            finished: HashMap::new(),
+            observer: None,
         }
+    }
+
+    /// Marks `task_id` as finished with `output` (by an earlier, interrupted run of the same
+    /// plan): it is not run again, its output is handed to the tasks that depend on it, and
+    /// its trace says `resumed`. It still needs an agent ([`assign`](Self::assign)) for the
+    /// trace.
+    pub fn finished(&mut self, task_id: &str, output: impl Into<String>) -> &mut Self {
+        self.finished.insert(task_id.to_string(), output.into());
+        self
+    }
+
+    /// Reports every task's progress to `observer`.
+    pub fn observer(&mut self, observer: Arc<dyn PipelineObserver>) -> &mut Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Gives the task `task_id` to `worker` (named `agent`, matched with `score`).
@@ -353,6 +412,7 @@ impl Pipeline {
                             duration_ms: 0,
                             tokens: TokenUsage::default(),
                             output_chars: 0,
+                            resumed: false,
                             status: NodeStatus::Skipped,
                         },
                     )
@@ -360,11 +420,26 @@ impl Pipeline {
             })
             .collect();
         let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+        for (id, output) in &self.finished {
+            if let Some(trace) = traces.get_mut(id) {
+                trace.output_chars = output.chars().count();
+                trace.resumed = true;
+                trace.status = NodeStatus::Done;
+                outputs.insert(id.clone(), output.clone());
+            }
+        }
         // Kahn's algorithm: a task is ready when its last dependency finished.
         let mut waiting_on: HashMap<&str, usize> = plan
             .tasks
             .iter()
-            .map(|t| (t.id.as_str(), t.dependencies.len()))
+            .map(|t| {
+                let open = t
+                    .dependencies
+                    .iter()
+                    .filter(|d| !outputs.contains_key(d.as_str()))
+                    .count();
+                (t.id.as_str(), open)
+            })
             .collect();
         let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
         for t in &plan.tasks {
@@ -378,7 +453,7 @@ impl Pipeline {
         let mut ready: std::collections::VecDeque<&str> = plan
             .tasks
             .iter()
-            .filter(|t| t.dependencies.is_empty())
+            .filter(|t| !outputs.contains_key(&t.id) && waiting_on[t.id.as_str()] == 0)
             .map(|t| t.id.as_str())
             .collect();
         let mut blocked: BTreeSet<String> = BTreeSet::new();
@@ -393,6 +468,9 @@ impl Pipeline {
             .max_duration
             .map(|d| tokio::time::Instant::now() + d);
         let parallelism = self.options.parallelism.max(1);
+        // A one-task plan (without a time budget) runs on this task: no spawn, no scheduling.
+        let inline = ready.len() == 1 && plan.tasks.len() == 1 && deadline.is_none();
+        let mut ran_inline: Option<Finished> = None;
         loop {
             // Start what is ready (in the order it became ready), up to the limit.
             let starting = budget_hit.is_none()
@@ -424,19 +502,36 @@ impl Pipeline {
                     let options = self.options.clone();
                     let cancel = run_cancel.child_token();
                     tracing::debug!(task = %id, agent = %assigned.agent, "task started");
-                    running.spawn(run_node(worker, input, options, cancel, spent.clone()));
+                    let node = run_node(
+                        worker,
+                        assigned.agent.clone(),
+                        input,
+                        options,
+                        cancel,
+                        spent.clone(),
+                        self.observer.clone(),
+                    );
+                    if inline {
+                        ran_inline = Some(node.await);
+                    } else {
+                        running.spawn(node);
+                    }
                 }
             }
-            let joined = match deadline {
-                Some(deadline) => tokio::select! {
-                    joined = running.join_next() => joined,
-                    () = tokio::time::sleep_until(deadline), if budget_hit.is_none() => {
-                        budget_hit = Some("time");
-                        run_cancel.cancel();
-                        continue;
-                    }
-                },
-                None => running.join_next().await,
+            let joined = if let Some(finished) = ran_inline.take() {
+                Some(Ok(finished))
+            } else {
+                match deadline {
+                    Some(deadline) => tokio::select! {
+                        joined = running.join_next() => joined,
+                        () = tokio::time::sleep_until(deadline), if budget_hit.is_none() => {
+                            budget_hit = Some("time");
+                            run_cancel.cancel();
+                            continue;
+                        }
+                    },
+                    None => running.join_next().await,
+                }
             };
             let Some(joined) = joined else {
                 break;
@@ -474,10 +569,10 @@ impl Pipeline {
                 }
                 Err(NodeEnd::Failed(error)) => {
                     trace.status = NodeStatus::Failed {
-                        error: error.to_string(),
+                        error: error.clone(),
                     };
                     if first_failure.is_none() {
-                        first_failure = Some((finished.id.clone(), error.to_string()));
+                        first_failure = Some((finished.id.clone(), error));
                     }
                     match self.options.failure {
                         FailurePolicy::FailFast => run_cancel.cancel(),
@@ -558,13 +653,18 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// One task with its retries and timeout. The error's flag says it was cancelled.
 async fn run_node(
     worker: Arc<dyn NodeAgent>,
+    agent: AgentId,
     input: NodeInput,
     options: PipelineOptions,
     cancel: CancellationToken,
     spent: Arc<Spent>,
+    observer: Option<Arc<dyn PipelineObserver>>,
 ) -> Finished {
     use std::sync::atomic::Ordering;
     let started = Instant::now();
+    if let Some(observer) = &observer {
+        observer.started(&input.task_id, &agent).await;
+    }
     let mut tokens = TokenUsage::default();
     let mut attempts = 0;
     let budget = options.budget;
@@ -613,20 +713,39 @@ async fn run_node(
                         break Err(NodeEnd::Budget("tokens"));
                     }
                 }
+                if let Some(observer) = &observer
+                    && let Err(e) = observer.completed(&input.task_id, &output, attempts).await
+                {
+                    break Err(NodeEnd::Failed(format!(
+                        "its output could not be recorded: {e}"
+                    )));
+                }
                 break Ok(output);
             }
             Err(_) if cancel.is_cancelled() => break Err(NodeEnd::Cancelled),
             Err(e) if e.is_transient() && attempts <= options.retries => {
                 let delay = options.backoff * 2u32.saturating_pow(attempts - 1);
                 tracing::info!(task = %input.task_id, attempt = attempts, error = %e, ?delay, "retrying a task");
+                if let Some(observer) = &observer {
+                    observer.retried(&input.task_id, attempts, &e, delay).await;
+                }
                 tokio::select! {
                     () = cancel.cancelled() => break Err(NodeEnd::Cancelled),
                     () = tokio::time::sleep(delay) => {}
                 }
             }
-            Err(e) => break Err(NodeEnd::Failed(e)),
+            Err(e) => break Err(NodeEnd::Failed(e.to_string())),
         }
     };
+    if let Some(observer) = &observer {
+        match &result {
+            Ok(_) => {}
+            Err(NodeEnd::Failed(error)) => observer.failed(&input.task_id, error).await,
+            Err(NodeEnd::Cancelled | NodeEnd::Budget(_)) => {
+                observer.cancelled(&input.task_id).await;
+            }
+        }
+    }
     Finished {
         id: input.task_id,
         attempts,

@@ -341,6 +341,13 @@ pub struct Task {
     /// Optimistic-concurrency version; every stored change increments it.
     #[serde(default)]
     pub version: u64,
+    /// The orchestration run this task belongs to: the id of the run's own task (see
+    /// [`Hub::orchestrate`](crate::Hub::orchestrate)). `None` for a task of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<TaskId>,
+    /// Tasks of the same run that must be done before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<TaskId>,
 }
 
 /// Limits on task fields, checked by [`NewTask::validate`] and [`TaskUpdate::validate`].
@@ -482,6 +489,8 @@ impl NewTask {
             created_at: now,
             updated_at: now,
             version: 0,
+            run_id: None,
+            depends_on: Vec::new(),
         })
     }
 }

@@ -79,6 +79,7 @@ macro_rules! cases {
 
 cases!(
     task_roundtrip,
+    run_links_roundtrip,
     create_task_rejections,
     list_filters,
     transitions_exhaustive,
@@ -611,6 +612,59 @@ pub async fn task_roundtrip(store: DynStore) {
         "get missing",
     );
 }
+
+/// A task's run link and dependencies (`run_id`, `depends_on`, set by the orchestrator) are
+/// stored with it and survive reads, updates, listing and claims.
+pub async fn run_links_roundtrip(store: DynStore) {
+    let s = &*store;
+    let run = create(s, NewTask::new("run").status(TaskStatus::InProgress)).await;
+    let first = create(s, NewTask::new("first").tag("run-node")).await;
+    let mut input = NewTask::new("second")
+        .tag("run-node")
+        .status(TaskStatus::Todo)
+        .into_task()
+        .unwrap();
+    input.run_id = Some(run.id);
+    input.depends_on = vec![first.id, run.id];
+    let created = ok(s.create_task(input.clone()).await, "create_task");
+    assert_eq!(created.run_id, Some(run.id), "create_task keeps run_id");
+    assert_eq!(
+        created.depends_on, input.depends_on,
+        "create_task keeps depends_on"
+    );
+    let fetched = get(s, input.id).await;
+    assert_same_task(&created, &fetched, "get_task keeps the run link");
+    let updated = update(s, input.id, TaskUpdate::status(TaskStatus::InProgress)).await;
+    assert_eq!(
+        (updated.run_id, updated.depends_on.clone()),
+        (Some(run.id), input.depends_on.clone()),
+        "update_task keeps the run link"
+    );
+    let listed = ok(
+        s.list_tasks(TaskFilter {
+            tag: Some("run-node".into()),
+            ..TaskFilter::default()
+        })
+        .await,
+        "list_tasks",
+    );
+    assert_same_tasks(
+        &[first, updated.clone()],
+        &listed,
+        "list_tasks keeps the run link",
+    );
+    let released = ok(
+        s.update_task(input.id, TaskUpdate::status(TaskStatus::Done), None)
+            .await,
+        "update to done",
+    );
+    assert_eq!(
+        released.depends_on, input.depends_on,
+        "a finished task keeps its dependencies"
+    );
+}
+
+/// `create_task` rejects a duplicate id, invalid fields and an unknown template, storing nothing.
 
 /// `create_task` rejects a duplicate id, invalid fields and an unknown template, storing nothing.
 pub async fn create_task_rejections(store: DynStore) {

@@ -25,7 +25,8 @@ fn sse(stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static
     Sse::new(boxed).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
-/// `GET /events?task_id=`: every event from now on (of one task, when filtered), each as an
+/// `GET /events?task_id=`: every event from now on (of one task, when filtered; for an
+/// orchestration run's task, also those of the run's tasks), each as an
 /// SSE event named after its type with the JSON event as data and its sequence number as id.
 /// A subscriber too slow to keep up gets a `lagged` event saying how many it missed. The
 /// stream ends when the server shuts down.
@@ -39,7 +40,10 @@ pub(crate) async fn events(
         loop {
             match rx.recv().await {
                 Ok(event) => {
-                    if q.task_id.is_some() && event.kind.task_id() != q.task_id {
+                    if q.task_id.is_some()
+                        && event.kind.task_id() != q.task_id
+                        && event.kind.run_id() != q.task_id
+                    {
                         continue;
                     }
                     let sse = SseEvent::default()
