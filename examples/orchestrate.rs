@@ -17,17 +17,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ananta_core::decompose::{Decomposer, LlmDecomposer};
-use ananta_core::matching::AgentMatcher;
-use ananta_core::pipeline::{
-    NodeAgent, NodeInput, NodeOutput, NodeStatus, Pipeline, PipelineError, PipelineOptions,
-    TextAgent,
-};
+use ananta_core::decompose::LlmDecomposer;
+use ananta_core::pipeline::{NodeStatus, NodeTrace, PipelineError, TextAgent};
 use ananta_core::{
-    AgentCard, AgentError, AgentId, AgentRegistry, CancellationToken, ChatRequest, ChatResponse,
-    InMemoryRegistry, LlmProvider, Role,
+    AgentCard, AgentId, ChatRequest, ChatResponse, Event, EventKind, Hub, LlmProvider,
+    OrchestrateError, Role,
 };
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
+use ananta_store::MemoryStore;
 
 const AGENTS: &[(&str, &str)] = &[
     (
@@ -97,33 +94,101 @@ fn scripted_agent(role: &'static str) -> ScriptedProvider {
     .latency(Duration::from_millis(300))
 }
 
-/// Prints progress around an agent.
-struct Progress {
-    inner: Arc<dyn NodeAgent>,
-    agent: AgentId,
-    started: Instant,
+/// Prints a run as its events arrive: the plan and the assignments when it starts (read back
+/// from the board), then every task starting, retrying, finishing or failing. Ends with the
+/// run.
+async fn show_progress(
+    hub: Hub,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let ms = || started.elapsed().as_millis();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                println!("  (missed {n} events)");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        match event.kind {
+            EventKind::RunStarted { run_id, .. } => {
+                let record = hub.run_record(run_id).await?;
+                println!("run {run_id}");
+                if !record.plan.reasoning.is_empty() {
+                    println!("reasoning: {}", record.plan.reasoning);
+                }
+                print!("{}", record.plan.table());
+                println!("\nassignments:");
+                for a in &record.assignments {
+                    println!(
+                        "  {:<14} → {:<13} score {:.2} ({:?}, {})",
+                        a.node,
+                        a.agent.as_str(),
+                        a.score,
+                        a.reason,
+                        a.embedder
+                    );
+                }
+                println!("\nprogress:");
+            }
+            EventKind::NodeStarted { node, agent, .. } => {
+                println!("  {:>5} ms  ▶ {node} starts on {agent}", ms());
+            }
+            EventKind::NodeRetried {
+                node,
+                attempt,
+                error,
+                ..
+            } => println!(
+                "  {:>5} ms  ↻ {node} retries after attempt {attempt}: {error}",
+                ms()
+            ),
+            EventKind::NodeCompleted {
+                node, output_chars, ..
+            } => println!(
+                "  {:>5} ms  ✓ {node} finished ({output_chars} characters)",
+                ms()
+            ),
+            EventKind::NodeFailed { node, error, .. } => {
+                println!("  {:>5} ms  ✗ {node} failed: {error}", ms());
+            }
+            EventKind::NodeCancelled { node, .. } => {
+                println!("  {:>5} ms  ✗ {node} cancelled", ms());
+            }
+            EventKind::RunFinished { status, .. } => {
+                println!("  {:>5} ms  run {status}", ms());
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
 }
 
-#[async_trait::async_trait]
-impl NodeAgent for Progress {
-    async fn run(
-        &self,
-        input: NodeInput,
-        cancel: CancellationToken,
-    ) -> Result<NodeOutput, AgentError> {
-        let at = self.started.elapsed().as_millis();
-        println!("  {at:>5} ms  ▶ {} starts on {}", input.task_id, self.agent);
-        let result = self.inner.run(input.clone(), cancel).await;
-        let at = self.started.elapsed().as_millis();
-        match &result {
-            Ok(o) => println!(
-                "  {at:>5} ms  ✓ {} finished ({} characters)",
-                input.task_id,
-                o.text.len()
-            ),
-            Err(e) => println!("  {at:>5} ms  ✗ {} failed: {e}", input.task_id),
-        }
-        result
+fn print_trace(trace: &[NodeTrace]) {
+    println!("\ntrace:");
+    println!(
+        "  {:<14} {:<13} {:>5} {:>8} {:>8} {:>7} {:>7}  status",
+        "task", "agent", "score", "attempts", "ms", "tokens", "chars"
+    );
+    for t in trace {
+        let status = match &t.status {
+            NodeStatus::Done => "done".to_string(),
+            NodeStatus::Failed { error } => format!("failed: {error}"),
+            NodeStatus::Cancelled => "cancelled".into(),
+            NodeStatus::Skipped => "skipped".into(),
+        };
+        println!(
+            "  {:<14} {:<13} {:>5.2} {:>8} {:>8} {:>7} {:>7}  {status}",
+            t.task_id,
+            t.agent.as_str(),
+            t.score,
+            t.attempts,
+            t.duration_ms,
+            t.tokens.prompt_tokens + t.tokens.completion_tokens,
+            t.output_chars
+        );
     }
 }
 
@@ -148,21 +213,6 @@ async fn main() -> anyhow::Result<()> {
             ))
     );
 
-    let registry = Arc::new(InMemoryRegistry::new());
-    let mut workers: Vec<(AgentId, Arc<dyn NodeAgent>)> = Vec::new();
-    for (name, description) in AGENTS {
-        let id = AgentId::new(*name)?;
-        registry
-            .register(AgentCard::in_process(id.clone()).description(*description))
-            .await?;
-        let llm: Arc<dyn LlmProvider> = match &real_llm {
-            Some(llm) => llm.clone(),
-            None => Arc::new(scripted_agent(name)),
-        };
-        let agent =
-            TextAgent::new(llm, format!("You are the {name}: {description}.")).max_tokens(256);
-        workers.push((id, Arc::new(agent)));
-    }
     let planner: Arc<dyn LlmProvider> = match &real_llm {
         Some(llm) => llm.clone(),
         None => Arc::new(scripted_planner()),
@@ -170,95 +220,49 @@ async fn main() -> anyhow::Result<()> {
     let decomposer = LlmDecomposer::new(planner)
         .max_tokens(512)
         .agents(AGENTS.iter().map(|(n, d)| format!("{n}: {d}")));
-    let matcher = AgentMatcher::new(registry.clone());
+    // The board lives in memory here; any TaskStore (SQLite, PostgreSQL) makes runs durable.
+    let hub = Hub::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .decomposer(Arc::new(decomposer))
+        .build()?;
+    for (name, description) in AGENTS {
+        let llm: Arc<dyn LlmProvider> = match &real_llm {
+            Some(llm) => llm.clone(),
+            None => Arc::new(scripted_agent(name)),
+        };
+        let specialisation = format!("You are the {name}: {description}.");
+        let card = AgentCard::in_process(AgentId::new(*name)?)
+            .description(*description)
+            .system_prompt(specialisation.clone());
+        let agent = TextAgent::new(llm, specialisation).max_tokens(256);
+        hub.add_node_agent(card, Arc::new(agent)).await?;
+    }
 
     for prompt in PROMPTS {
         println!("\n=== {prompt}\n");
-        let plan = match decomposer.decompose(prompt.to_string()).await {
-            Ok(plan) => plan,
-            Err(e) => {
-                println!("no valid plan: {e}");
-                continue;
+        let progress = tokio::spawn(show_progress(hub.clone(), hub.subscribe()));
+        let result = hub.orchestrate(prompt).await;
+        match result {
+            Ok(result) => {
+                progress.await??;
+                print_trace(&result.outcome.trace);
+                println!("\noutput:\n{}", result.outcome.output);
             }
-        };
-        if !plan.reasoning.is_empty() {
-            println!("reasoning: {}", plan.reasoning);
-        }
-        print!("{}", plan.table());
-
-        println!("\nassignments:");
-        let started = Instant::now();
-        let mut pipeline = Pipeline::new(PipelineOptions::default());
-        for task in &plan.tasks {
-            let decision = matcher.choose(&task.description, None).await?;
-            let others: Vec<String> = decision
-                .candidates
-                .iter()
-                .skip(1)
-                .take(2)
-                .map(|m| format!("{} {:.2}", m.agent, m.score))
-                .collect();
-            println!(
-                "  {:<14} → {:<13} score {:.2} ({:?}; next: {})",
-                task.id,
-                decision.agent,
-                decision.score,
-                decision.reason,
-                others.join(", ")
-            );
-            let worker = workers
-                .iter()
-                .find(|(id, _)| *id == decision.agent)
-                .map(|(_, w)| w.clone())
-                .ok_or_else(|| anyhow::anyhow!("no worker for {}", decision.agent))?;
-            let progress = Progress {
-                inner: worker,
-                agent: decision.agent.clone(),
-                started,
-            };
-            pipeline.assign(&task.id, decision.agent, decision.score, Arc::new(progress));
-        }
-
-        println!("\nprogress:");
-        let outcome = match pipeline.run(&plan).await {
-            Ok(outcome) => outcome,
-            Err(PipelineError::Failed {
-                task,
-                error,
-                partial,
-            }) => {
-                println!("task {task} failed: {error}");
-                *partial
+            Err(OrchestrateError::Pipeline { run_id, source }) => {
+                progress.await??;
+                println!("run {run_id} stopped: {source}");
+                if let PipelineError::Failed { partial, .. }
+                | PipelineError::BudgetExceeded { partial, .. }
+                | PipelineError::Cancelled { partial } = source
+                {
+                    print_trace(&partial.trace);
+                }
             }
             Err(e) => {
-                println!("the run stopped: {e}");
-                continue;
+                progress.abort();
+                println!("no run: {e}");
             }
-        };
-        println!("\ntrace:");
-        println!(
-            "  {:<14} {:<13} {:>5} {:>8} {:>8} {:>7} {:>7}  status",
-            "task", "agent", "score", "attempts", "ms", "tokens", "chars"
-        );
-        for t in &outcome.trace {
-            let status = match &t.status {
-                NodeStatus::Done => "done".to_string(),
-                NodeStatus::Failed { error } => format!("failed: {error}"),
-                NodeStatus::Cancelled => "cancelled".into(),
-                NodeStatus::Skipped => "skipped".into(),
-            };
-            println!(
-                "  {:<14} {:<13} {:>5.2} {:>8} {:>8} {:>7} {:>7}  {status}",
-                t.task_id,
-                t.agent,
-                t.score,
-                t.attempts,
-                t.duration_ms,
-                t.tokens.prompt_tokens + t.tokens.completion_tokens,
-                t.output_chars
-            );
         }
-        println!("\noutput:\n{}", outcome.output);
     }
     Ok(())
 }

@@ -66,6 +66,12 @@ impl AgentCard {
         self
     }
 
+    /// Sets the system prompt (its specialisation; part of what tasks are matched against).
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.system_prompt = prompt.into();
+        self
+    }
+
     /// Adds a tool.
     pub fn tool(mut self, tool: impl Into<String>) -> Self {
         self.tools.push(tool.into());

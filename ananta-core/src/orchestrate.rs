@@ -408,24 +408,12 @@ impl Hub {
                 status: run.status,
             });
         }
-        let entries = self.inner.store.logs(LogQuery::task(run_id)).await?;
-        let record = entries
-            .iter()
-            .rev()
-            .find(|e| e.kind == PLAN_LOG_KIND)
-            .map(|e| serde_json::from_value::<RunRecord>(e.payload.clone()));
-        let record = match record {
-            Some(Ok(record)) => record,
-            Some(Err(e)) => {
-                return Err(self
-                    .unresumable(run_id, format!("its record is unreadable: {e}"))
-                    .await);
+        let record = match self.run_record(run_id).await {
+            Ok(record) => record,
+            Err(OrchestrateError::Unresumable { reason, .. }) => {
+                return Err(self.unresumable(run_id, reason).await);
             }
-            None => {
-                return Err(self
-                    .unresumable(run_id, "it stopped before its plan was stored".into())
-                    .await);
-            }
+            Err(e) => return Err(e),
         };
         let mut finished = HashMap::new();
         for (t, a) in record.plan.tasks.iter().zip(&record.assignments) {
@@ -470,6 +458,26 @@ impl Hub {
         tracing::info!(run = %run_id, finished = finished.len(), tasks = record.plan.tasks.len(), "resuming a run");
         self.execute_run(run_id, record, finished, options, true)
             .await
+    }
+
+    /// A run's plan and assignments, as stored when it started (e.g. to show a run that
+    /// another process runs). [`OrchestrateError::Unresumable`] when the run has none.
+    pub async fn run_record(&self, run_id: TaskId) -> Result<RunRecord, OrchestrateError> {
+        let entries = self.inner.store.logs(LogQuery::task(run_id)).await?;
+        match entries.iter().rev().find(|e| e.kind == PLAN_LOG_KIND) {
+            Some(entry) => {
+                serde_json::from_value::<RunRecord>(entry.payload.clone()).map_err(|e| {
+                    OrchestrateError::Unresumable {
+                        run_id,
+                        reason: format!("its record is unreadable: {e}"),
+                    }
+                })
+            }
+            None => Err(OrchestrateError::Unresumable {
+                run_id,
+                reason: "it stopped before its plan was stored".into(),
+            }),
+        }
     }
 
     /// The output stored on a run's task, if any.

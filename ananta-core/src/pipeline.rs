@@ -948,6 +948,56 @@ mod tests {
         }
     }
 
+    /// Records the tokio task it runs on.
+    struct WhereAmI(Mutex<Vec<Option<tokio::task::Id>>>);
+
+    #[async_trait]
+    impl NodeAgent for WhereAmI {
+        async fn run(
+            &self,
+            input: NodeInput,
+            _: CancellationToken,
+        ) -> Result<NodeOutput, AgentError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(tokio::task::try_id());
+            Ok(NodeOutput::text(input.task_id))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_task_plan_runs_on_the_callers_task() {
+        for (tasks, inline) in [
+            (vec![task("only", &[])], true),
+            (vec![task("a", &[]), task("b", &[])], false),
+        ] {
+            let probe = Arc::new(WhereAmI(Mutex::default()));
+            let mut pipeline = Pipeline::new(PipelineOptions::default());
+            for t in &tasks {
+                pipeline.assign(
+                    &t.id,
+                    AgentId::new("probe").unwrap_or_else(|e| panic!("{e}")),
+                    1.0,
+                    probe.clone(),
+                );
+            }
+            let plan = plan(tasks);
+            let (caller, outcome) =
+                tokio::spawn(async move { (tokio::task::id(), pipeline.run(&plan).await) })
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            assert!(outcome.is_ok());
+            let seen = probe.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            assert!(!seen.is_empty());
+            assert_eq!(
+                seen.iter().all(|id| *id == Some(caller)),
+                inline,
+                "inline: {inline}, caller {caller:?}, agents on {seen:?}"
+            );
+        }
+    }
+
     /// Records what it saw; fails or sleeps as told per task.
     #[derive(Default)]
     struct Probe {

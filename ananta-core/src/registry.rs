@@ -1,6 +1,6 @@
 //! The [`AgentRegistry`] trait and the in-memory registry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentCard, AgentInfo, AgentStatus};
+use crate::embed::LexicalEmbedder;
 use crate::error::RegistryError;
 use crate::ids::AgentId;
 
@@ -56,11 +57,12 @@ pub trait AgentRegistry: Send + Sync {
 /// first. Every [`AgentRegistry`] answers [`best_match`](AgentRegistry::best_match) with it,
 /// so all backends rank alike.
 ///
-/// The score is the cosine similarity, in `[0, 1]`, of the word-count vectors of `text` and
-/// of each agent's [`match_text`](AgentCard::match_text) (words are runs of letters and
-/// digits, compared in lower case; one-character words are ignored) — a lexical match that
-/// needs no model. Agents known to be offline are not candidates; agents whose status is
-/// unknown are. Equal scores are ordered by name.
+/// The score is the cosine similarity, in `[0, 1]`, of the [`LexicalEmbedder`] vectors of
+/// `text` and of each candidate's [`match_text`](AgentCard::match_text) — hashed words, word
+/// pairs and character trigrams, TF-IDF weighted over the candidates' texts: a lexical match
+/// that needs no model, and the same one [`AgentMatcher`](crate::matching::AgentMatcher) falls
+/// back to. Agents known to be offline are not candidates; agents whose status is unknown
+/// are. Equal scores are ordered by name.
 ///
 /// Fails with [`RegistryError::NoCandidate`] when no agent is a candidate.
 ///
@@ -98,13 +100,25 @@ pub fn rank_agents<'a>(
     text: &str,
     k: usize,
 ) -> Result<Vec<AgentMatch>, RegistryError> {
-    let query = words(text);
-    let mut matches: Vec<AgentMatch> = agents
+    let candidates: Vec<(&AgentId, String)> = agents
         .into_iter()
         .filter(|a| a.status != AgentStatus::Offline)
-        .map(|a| AgentMatch {
-            agent: a.card.name.clone(),
-            score: cosine(&query, &words(&a.card.match_text())),
+        .map(|a| (&a.card.name, a.card.match_text()))
+        .collect();
+    let embedder = LexicalEmbedder::fit(
+        crate::matching::LEXICAL_DIMENSION,
+        candidates.iter().map(|(_, t)| t.as_str()),
+    );
+    let query = embedder.embed(text);
+    let mut matches: Vec<AgentMatch> = candidates
+        .iter()
+        .map(|(name, t)| {
+            let v = embedder.embed(t);
+            let dot: f32 = query.iter().zip(&v).map(|(a, b)| a * b).sum();
+            AgentMatch {
+                agent: (*name).clone(),
+                score: dot.clamp(0.0, 1.0),
+            }
         })
         .collect();
     if matches.is_empty() {
@@ -123,9 +137,9 @@ pub fn rank_agents<'a>(
 
 /// An [`AgentRegistry`] in memory, for one Hub process.
 ///
-/// `best_match` ranks agents with [`rank_agents`]: the cosine similarity of word-count
+/// `best_match` ranks agents with [`rank_agents`]: the cosine similarity of the lexical
 /// vectors of the task text and each agent's [`match_text`](AgentCard::match_text) — a
-/// lexical match that needs no model.
+/// match that needs no model.
 #[derive(Debug, Default)]
 pub struct InMemoryRegistry {
     agents: RwLock<BTreeMap<AgentId, AgentInfo>>,
@@ -144,25 +158,6 @@ impl InMemoryRegistry {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<AgentId, AgentInfo>> {
         self.agents.write().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-fn words(text: &str) -> HashMap<String, f32> {
-    let mut counts = HashMap::new();
-    for word in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| w.len() > 1)
-        .map(str::to_lowercase)
-    {
-        *counts.entry(word).or_insert(0.0) += 1.0;
-    }
-    counts
-}
-
-fn cosine(a: &HashMap<String, f32>, b: &HashMap<String, f32>) -> f32 {
-    let dot: f32 = a.iter().filter_map(|(w, x)| b.get(w).map(|y| x * y)).sum();
-    let norm = |v: &HashMap<String, f32>| v.values().map(|x| x * x).sum::<f32>().sqrt();
-    let denom = norm(a) * norm(b);
-    if denom == 0.0 { 0.0 } else { dot / denom }
 }
 
 #[async_trait]

@@ -665,8 +665,6 @@ pub async fn run_links_roundtrip(store: DynStore) {
 }
 
 /// `create_task` rejects a duplicate id, invalid fields and an unknown template, storing nothing.
-
-/// `create_task` rejects a duplicate id, invalid fields and an unknown template, storing nothing.
 pub async fn create_task_rejections(store: DynStore) {
     let s = &*store;
     let original = create(s, NewTask::new("original")).await;
