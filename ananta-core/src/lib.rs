@@ -15,6 +15,8 @@
 //!   [`matching::AgentMatcher`] picks each task's agent by embedding similarity
 //!   ([`embed::LexicalEmbedder`] needs no model), and [`pipeline::Pipeline`] runs the plan in
 //!   parallel with context passing, retries, timeouts, cancellation and budgets;
+//!   [`Hub::orchestrate`] ties them together as durable runs on the board that a restarted
+//!   Hub resumes ([`orchestrate`]);
 //! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
 //!   reads the answer), runs it through its executor, and can run a task autonomously;
 //! - with feature **`mocks`**: `mockall` mocks of every trait in `mocks`, for your own tests;

@@ -114,10 +114,9 @@ pub fn rank_agents<'a>(
         .iter()
         .map(|(name, t)| {
             let v = embedder.embed(t);
-            let dot: f32 = query.iter().zip(&v).map(|(a, b)| a * b).sum();
             AgentMatch {
                 agent: (*name).clone(),
-                score: dot.clamp(0.0, 1.0),
+                score: crate::embed::dot(&query, &v).clamp(0.0, 1.0),
             }
         })
         .collect();
