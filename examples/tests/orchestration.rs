@@ -11,15 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ananta_core::decompose::{LlmDecomposer, Plan, PlannedTask};
+use ananta_core::error::StoreError;
 use ananta_core::error::{DecomposeError, RegistryError};
 use ananta_core::matching::MatchReason;
+use ananta_core::orchestrate::OUTPUT_LOG_KIND;
 use ananta_core::orchestrate::{NODE_TAG, RUN_TAG};
 use ananta_core::pipeline::{
     FailurePolicy, NodeAgent, NodeInput, NodeOutput, PipelineError, PipelineOptions,
 };
 use ananta_core::{
-    AgentCard, AgentError, AgentId, CancellationToken, ChatResponse, Event, EventKind, Hub,
-    OrchestrateError, RunOptions, TaskFilter, TaskStatus,
+    AgentCard, AgentError, AgentId, CancellationToken, ChatResponse, Claim, Event, EventKind, Hub,
+    LogEntry, LogQuery, OrchestrateError, RunOptions, StepRecord, Task, TaskFilter, TaskId,
+    TaskStatus, TaskStore, TaskUpdate, Template, TemplateId, TemplateUpdate,
 };
 use ananta_llm::ScriptedProvider;
 use ananta_store::MemoryStore;
@@ -592,5 +595,127 @@ async fn runs_that_cannot_start_fail_with_typed_errors() {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A `MemoryStore` that refuses to store task outputs while `refuse` is set.
+struct NoOutputs {
+    inner: MemoryStore,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl TaskStore for NoOutputs {
+    async fn create_task(&self, task: Task) -> Result<Task, StoreError> {
+        self.inner.create_task(task).await
+    }
+    async fn get_task(&self, id: TaskId) -> Result<Task, StoreError> {
+        self.inner.get_task(id).await
+    }
+    async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<Task>, StoreError> {
+        self.inner.list_tasks(filter).await
+    }
+    async fn update_task(
+        &self,
+        id: TaskId,
+        update: TaskUpdate,
+        expected_version: Option<u64>,
+    ) -> Result<Task, StoreError> {
+        self.inner.update_task(id, update, expected_version).await
+    }
+    async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        self.inner.delete_task(id).await
+    }
+    async fn append_step(&self, id: TaskId, step: StepRecord) -> Result<Task, StoreError> {
+        self.inner.append_step(id, step).await
+    }
+    async fn create_template(&self, template: Template) -> Result<Template, StoreError> {
+        self.inner.create_template(template).await
+    }
+    async fn get_template(&self, id: TemplateId) -> Result<Template, StoreError> {
+        self.inner.get_template(id).await
+    }
+    async fn list_templates(&self) -> Result<Vec<Template>, StoreError> {
+        self.inner.list_templates().await
+    }
+    async fn update_template(
+        &self,
+        id: TemplateId,
+        update: TemplateUpdate,
+    ) -> Result<Template, StoreError> {
+        self.inner.update_template(id, update).await
+    }
+    async fn delete_template(&self, id: TemplateId) -> Result<(), StoreError> {
+        self.inner.delete_template(id).await
+    }
+    async fn append_log(&self, entry: LogEntry) -> Result<LogEntry, StoreError> {
+        if entry.kind == OUTPUT_LOG_KIND && self.refuse.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("disk full".into()));
+        }
+        self.inner.append_log(entry).await
+    }
+    async fn logs(&self, query: LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.logs(query).await
+    }
+    async fn claim(&self, agent: AgentId, lease: Duration) -> Result<Option<Claim>, StoreError> {
+        self.inner.claim(agent, lease).await
+    }
+    async fn renew(&self, claim: Claim, lease: Duration) -> Result<Claim, StoreError> {
+        self.inner.renew(claim, lease).await
+    }
+    async fn release(&self, claim: Claim, status: TaskStatus) -> Result<Task, StoreError> {
+        self.inner.release(claim, status).await
+    }
+}
+
+#[tokio::test]
+async fn an_output_that_cannot_be_stored_fails_its_task_instead_of_being_lost() {
+    let store = Arc::new(NoOutputs {
+        inner: MemoryStore::new(),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+    });
+    let hub = Hub::builder().store(store.clone()).build().unwrap();
+    hub.add_node_agent(
+        AgentCard::in_process(AgentId::new("researcher").unwrap()).description("research"),
+        Arc::new(Agent::new("researcher")),
+    )
+    .await
+    .unwrap();
+    let plan = Plan {
+        reasoning: String::new(),
+        tasks: vec![
+            task("research", "Research the trends", &[]),
+            task("summary", "Summarise the research", &["research"]),
+        ],
+    };
+    let err = hub
+        .run_plan("trends", plan, RunOptions::default())
+        .await
+        .unwrap_err();
+    let OrchestrateError::Pipeline {
+        run_id,
+        source: PipelineError::Failed { task, error, .. },
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(task, "research");
+    assert!(
+        error.contains("could not be recorded") && error.contains("disk full"),
+        "{error}"
+    );
+    let record = hub.run_record(run_id).await.unwrap();
+    for a in &record.assignments {
+        let status = hub.get_task(a.task_id).await.unwrap().status;
+        assert_ne!(
+            status,
+            TaskStatus::Done,
+            "{} is not done without its output",
+            a.node
+        );
+    }
+    assert_eq!(
+        hub.get_task(run_id).await.unwrap().status,
+        TaskStatus::Failed
     );
 }
