@@ -301,37 +301,46 @@ impl Hub {
         card: AgentCard,
         client: Arc<dyn AgentClient>,
     ) -> Result<AgentInfo, Error> {
+        let (before, info) = self.register_card(card).await?;
+        self.inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.card.name.clone(), client);
+        self.announce(before.as_ref(), &info);
+        Ok(info)
+    }
+
+    /// Registers `card`, returning the agent as it was before (if known) and as it is now.
+    async fn register_card(
+        &self,
+        card: AgentCard,
+    ) -> Result<(Option<AgentInfo>, AgentInfo), Error> {
         let before = match self.inner.registry.get(card.name.clone()).await {
             Ok(info) => Some(info),
             Err(crate::error::RegistryError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
         let info = self.inner.registry.register(card).await?;
-        self.inner
-            .clients
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(info.card.name.clone(), client);
-        let changed = before
-            .as_ref()
-            .is_none_or(|b| b.card_version != info.card_version);
-        if changed {
+        Ok((before, info))
+    }
+
+    /// Publishes `AgentRegistered` for a new or changed card, `AgentStatusChanged` for an
+    /// agent that was not online before.
+    fn announce(&self, before: Option<&AgentInfo>, info: &AgentInfo) {
+        if before.is_none_or(|b| b.card_version != info.card_version) {
             tracing::info!(agent = %info.card.name, version = info.card_version, "agent registered");
             self.publish(EventKind::AgentRegistered {
                 agent: Box::new(info.clone()),
             });
         }
-        if before
-            .as_ref()
-            .is_some_and(|b| b.status != AgentStatus::Online)
-        {
+        if before.is_some_and(|b| b.status != AgentStatus::Online) {
             tracing::info!(agent = %info.card.name, "agent is back online");
             self.publish(EventKind::AgentStatusChanged {
                 agent: info.card.name.clone(),
                 status: AgentStatus::Online,
             });
         }
-        Ok(info)
     }
 
     /// Registers an agent that works on the tasks of orchestration runs
@@ -345,25 +354,13 @@ impl Hub {
         card: AgentCard,
         agent: Arc<dyn NodeAgent>,
     ) -> Result<AgentInfo, Error> {
-        let before = match self.inner.registry.get(card.name.clone()).await {
-            Ok(info) => Some(info),
-            Err(crate::error::RegistryError::NotFound(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let info = self.inner.registry.register(card).await?;
+        let (before, info) = self.register_card(card).await?;
         self.inner
             .node_agents
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(info.card.name.clone(), agent);
-        if before
-            .as_ref()
-            .is_none_or(|b| b.card_version != info.card_version)
-        {
-            self.publish(EventKind::AgentRegistered {
-                agent: Box::new(info.clone()),
-            });
-        }
+        self.announce(before.as_ref(), &info);
         Ok(info)
     }
 

@@ -69,7 +69,7 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::decompose::Plan;
+use crate::decompose::{Plan, PlannedTask};
 use crate::error::{AgentError, DecomposeError, Error, RegistryError, StoreError};
 use crate::event::EventKind;
 use crate::hub::Hub;
@@ -324,24 +324,7 @@ impl Hub {
         let mut nodes = Vec::with_capacity(plan.tasks.len());
         let mut assignments = Vec::with_capacity(plan.tasks.len());
         for (t, decision) in plan.tasks.iter().zip(chosen) {
-            let mut new = NewTask::new(t.id.as_str())
-                .description(t.description.as_str())
-                .status(TaskStatus::Backlog)
-                .tag(NODE_TAG);
-            if let Some(priority) = t.priority {
-                new = new.priority(priority);
-            }
-            let mut node = new.into_task().map_err(|e| {
-                OrchestrateError::InvalidPlan(vec![format!("task {:?}: {e}", t.id)])
-            })?;
-            node.id = node_ids[t.id.as_str()];
-            node.run_id = Some(run.id);
-            node.depends_on = t
-                .dependencies
-                .iter()
-                .filter_map(|d| node_ids.get(d.as_str()).copied())
-                .collect();
-            node.assigned_agent = Some(decision.agent.clone());
+            let node = node_task(t, run.id, &node_ids, &decision.agent)?;
             assignments.push(Assignment {
                 node: t.id.clone(),
                 task_id: node.id,
@@ -415,32 +398,18 @@ impl Hub {
             }
             Err(e) => return Err(e),
         };
+        let node_ids: HashMap<&str, TaskId> = record
+            .assignments
+            .iter()
+            .map(|a| (a.node.as_str(), a.task_id))
+            .collect();
         let mut finished = HashMap::new();
         for (t, a) in record.plan.tasks.iter().zip(&record.assignments) {
             let node = match self.inner.store.get_task(a.task_id).await {
                 Ok(node) => node,
                 Err(StoreError::TaskNotFound(_)) => {
                     // Interrupted while the tasks were being put on the board.
-                    let mut node = NewTask::new(t.id.as_str())
-                        .description(t.description.as_str())
-                        .status(TaskStatus::Backlog)
-                        .tag(NODE_TAG)
-                        .into_task()
-                        .map_err(|e| OrchestrateError::InvalidPlan(vec![e]))?;
-                    node.id = a.task_id;
-                    node.run_id = Some(run_id);
-                    node.depends_on = t
-                        .dependencies
-                        .iter()
-                        .filter_map(|d| {
-                            record
-                                .assignments
-                                .iter()
-                                .find(|x| &x.node == d)
-                                .map(|x| x.task_id)
-                        })
-                        .collect();
-                    node.assigned_agent = Some(a.agent.clone());
+                    let node = node_task(t, run_id, &node_ids, &a.agent)?;
                     let node = self.inner.store.create_task(node).await?;
                     self.publish(EventKind::TaskCreated {
                         task: Box::new(node.clone()),
@@ -464,20 +433,32 @@ impl Hub {
     /// another process runs). [`OrchestrateError::Unresumable`] when the run has none.
     pub async fn run_record(&self, run_id: TaskId) -> Result<RunRecord, OrchestrateError> {
         let entries = self.inner.store.logs(LogQuery::task(run_id)).await?;
-        match entries.iter().rev().find(|e| e.kind == PLAN_LOG_KIND) {
-            Some(entry) => {
-                serde_json::from_value::<RunRecord>(entry.payload.clone()).map_err(|e| {
-                    OrchestrateError::Unresumable {
-                        run_id,
-                        reason: format!("its record is unreadable: {e}"),
-                    }
-                })
-            }
-            None => Err(OrchestrateError::Unresumable {
-                run_id,
-                reason: "it stopped before its plan was stored".into(),
-            }),
+        let unresumable = |reason: String| OrchestrateError::Unresumable { run_id, reason };
+        let entry = entries
+            .iter()
+            .rev()
+            .find(|e| e.kind == PLAN_LOG_KIND)
+            .ok_or_else(|| unresumable("it stopped before its plan was stored".into()))?;
+        let record: RunRecord = serde_json::from_value(entry.payload.clone())
+            .map_err(|e| unresumable(format!("its record is unreadable: {e}")))?;
+        let problems = record.plan.structural_problems();
+        if !problems.is_empty() {
+            return Err(unresumable(format!(
+                "its plan is invalid: {}",
+                problems.join("; ")
+            )));
         }
+        let lined_up = record.plan.tasks.len() == record.assignments.len()
+            && record
+                .plan
+                .tasks
+                .iter()
+                .zip(&record.assignments)
+                .all(|(t, a)| t.id == a.node);
+        if !lined_up {
+            return Err(unresumable("its assignments do not match its plan".into()));
+        }
+        Ok(record)
     }
 
     /// The output stored on a run's task, if any.
@@ -624,6 +605,38 @@ impl Hub {
         });
         Ok(())
     }
+}
+
+/// The board task of the plan's task `t` in run `run_id` (not stored yet): titled with the
+/// plan's id, waiting in the backlog, assigned to `agent`, its dependencies mapped through
+/// `ids` (plan id → task id, which also gives its own id).
+fn node_task(
+    t: &PlannedTask,
+    run_id: TaskId,
+    ids: &HashMap<&str, TaskId>,
+    agent: &AgentId,
+) -> Result<Task, OrchestrateError> {
+    let mut new = NewTask::new(t.id.as_str())
+        .description(t.description.as_str())
+        .status(TaskStatus::Backlog)
+        .tag(NODE_TAG);
+    if let Some(priority) = t.priority {
+        new = new.priority(priority);
+    }
+    let mut node = new
+        .into_task()
+        .map_err(|e| OrchestrateError::InvalidPlan(vec![format!("task {:?}: {e}", t.id)]))?;
+    node.id = *ids.get(t.id.as_str()).ok_or_else(|| {
+        OrchestrateError::InvalidPlan(vec![format!("task {:?} has no board task", t.id)])
+    })?;
+    node.run_id = Some(run_id);
+    node.depends_on = t
+        .dependencies
+        .iter()
+        .filter_map(|d| ids.get(d.as_str()).copied())
+        .collect();
+    node.assigned_agent = Some(agent.clone());
+    Ok(node)
 }
 
 /// A run's title: "Run: " and the prompt's first line, shortened.

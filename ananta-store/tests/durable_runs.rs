@@ -384,6 +384,40 @@ async fn resume_refuses_what_it_cannot_resume() {
         "{err:?}"
     );
 
+    // A readable record whose assignments do not line up with its plan: the same.
+    let mismatched = hub
+        .create_task(
+            NewTask::new("Run: mismatched")
+                .status(TaskStatus::InProgress)
+                .tag(RUN_TAG),
+        )
+        .await
+        .unwrap();
+    let record = ananta_core::orchestrate::RunRecord {
+        plan: plan(),
+        assignments: vec![],
+    };
+    store
+        .append_log(
+            LogEntry::new(
+                Direction::Out,
+                ananta_core::orchestrate::PLAN_LOG_KIND,
+                serde_json::to_value(&record).unwrap(),
+            )
+            .task(mismatched.id),
+        )
+        .await
+        .unwrap();
+    let err = hub.resume_run(mismatched.id, RunOptions::default()).await;
+    assert!(
+        matches!(&err, Err(OrchestrateError::Unresumable { reason, .. }) if reason.contains("do not match")),
+        "{err:?}"
+    );
+    assert_eq!(
+        hub.get_task(mismatched.id).await.unwrap().status,
+        TaskStatus::Failed
+    );
+
     let unknown = ananta_core::TaskId::new();
     let err = hub.resume_run(unknown, RunOptions::default()).await;
     assert!(
