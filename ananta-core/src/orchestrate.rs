@@ -358,10 +358,14 @@ impl Hub {
             .await
     }
 
-    /// The runs on the board that have not ended (`in_progress` run tasks), oldest first:
-    /// after a restart, the runs an earlier process left unfinished.
+    /// The runs on the board that have not ended (`in_progress` run tasks), oldest first,
+    /// except those this hub is running: after a restart, the runs an earlier process left
+    /// unfinished.
+    ///
+    /// The board cannot tell a run whose hub crashed from one that another live hub on the
+    /// same store is running; resume runs from one hub (e.g. at its start).
     pub async fn unfinished_runs(&self) -> Result<Vec<Task>, OrchestrateError> {
-        Ok(self
+        let mut runs = self
             .inner
             .store
             .list_tasks(TaskFilter {
@@ -369,7 +373,14 @@ impl Hub {
                 tag: Some(RUN_TAG.into()),
                 ..TaskFilter::default()
             })
-            .await?)
+            .await?;
+        let active = self
+            .inner
+            .active_runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        runs.retain(|r| !active.contains(&r.id));
+        Ok(runs)
     }
 
     /// Finishes a run an earlier Hub left unfinished: its finished tasks are not run again

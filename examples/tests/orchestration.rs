@@ -457,6 +457,10 @@ async fn a_cancelled_run_is_cancelled_on_the_board() {
     })
     .await
     .unwrap();
+    assert!(
+        hub.unfinished_runs().await.unwrap().is_empty(),
+        "a run this hub is running is not an unfinished one"
+    );
     cancel.cancel();
     let err = tokio::time::timeout(Duration::from_secs(10), run)
         .await
