@@ -4,10 +4,12 @@
 //!
 //! `cargo run --example orchestrate`
 //!
-//! Five text agents are registered (researcher, summariser, translator, code reviewer, data
-//! analyst). For the seed's two example prompts — a three-step chain, and "research A and B,
-//! then compare" (a diamond) — it prints the plan, the assignments with their match scores,
-//! progress while the pipeline runs, the trace and the final output.
+//! Five text agents are registered with a Hub as node agents (researcher, summariser,
+//! translator, code reviewer, data analyst). For the seed's two example prompts — a three-step
+//! chain, and "research A and B, then compare" (a diamond) — `Hub::orchestrate` plans, matches
+//! and runs; the example prints the plan and the assignments with their match scores (read back
+//! from the board when the `run_started` event arrives), progress from the node events, the
+//! trace and the final output.
 //!
 //! By default the planner and the agents are scripted (`ScriptedProvider`), so it runs anywhere.
 //! With `ANANTA_LLM_URL` set to an OpenAI-compatible server (e.g. `scripts/llm-server.sh start`),
