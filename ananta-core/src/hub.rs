@@ -104,12 +104,17 @@ impl HubBuilder {
             .registry
             .unwrap_or_else(|| Arc::new(InMemoryRegistry::new()));
         let node_agents: NodeAgents = Arc::default();
-        let runnable = node_agents.clone();
+        let clients: Clients = Arc::default();
+        let (runnable, connected) = (node_agents.clone(), clients.clone());
         let mut matcher = AgentMatcher::new(registry.clone()).candidates(move |info| {
             runnable
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .contains_key(&info.card.name)
+                || connected
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(&info.card.name)
         });
         if let Some(provider) = self.embeddings {
             matcher = matcher.embeddings(provider);
@@ -124,7 +129,7 @@ impl HubBuilder {
             inner: Arc::new(HubInner {
                 store,
                 registry,
-                clients: RwLock::new(HashMap::new()),
+                clients,
                 events: EventBus::new(self.event_capacity.unwrap_or(1024)),
                 reassign_offline: self.reassign_offline,
                 decomposer: self.decomposer,
@@ -136,13 +141,16 @@ impl HubBuilder {
     }
 }
 
+/// The clients of the agents registered in this process, by name.
+type Clients = Arc<RwLock<HashMap<AgentId, Arc<dyn AgentClient>>>>;
+
 /// The agents a Hub can hand a run's tasks to, by name.
 pub(crate) type NodeAgents = Arc<RwLock<HashMap<AgentId, Arc<dyn NodeAgent>>>>;
 
 pub(crate) struct HubInner {
     pub(crate) store: Arc<dyn TaskStore>,
     pub(crate) registry: Arc<dyn AgentRegistry>,
-    clients: RwLock<HashMap<AgentId, Arc<dyn AgentClient>>>,
+    clients: Clients,
     pub(crate) events: EventBus,
     reassign_offline: bool,
     pub(crate) decomposer: Option<Arc<dyn Decomposer>>,
@@ -348,7 +356,9 @@ impl Hub {
     /// [`ShellAgent`](crate::pipeline::ShellAgent) or any other [`NodeAgent`]. Its card is
     /// what tasks are matched against (name, description, system prompt as its
     /// specialisation, tools, tags). Registering a known name again replaces its card and
-    /// agent. Only agents registered this way (and online) are matched to a run's tasks.
+    /// agent. Only agents registered this way, or with [`register_agent`](Self::register_agent)
+    /// in this process (they work on the run's board task themselves), and online, are
+    /// matched to a run's tasks.
     pub async fn add_node_agent(
         &self,
         card: AgentCard,

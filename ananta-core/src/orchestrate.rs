@@ -13,6 +13,16 @@
 //! Everything goes through the [`TaskStore`](crate::TaskStore) trait, so this works on every
 //! store.
 //!
+//! # Agents
+//!
+//! A task goes to a node agent ([`Hub::add_node_agent`]: a
+//! [`TextAgent`](crate::pipeline::TextAgent), a [`ShellAgent`](crate::pipeline::ShellAgent) or
+//! your own [`NodeAgent`]), or to an agent connected with [`Hub::register_agent`] (a local
+//! [`Worker`](crate::Worker) or a remote one): that one works on the run's board task itself,
+//! through [`Hub::run`], so its steps are stored on the task; the dependencies' outputs are
+//! added to the task's description first. A step that needs a human's approval fails the
+//! task (its proposal stays on it, with the reasons).
+//!
 //! A Hub that stopped mid-run (a crash, a kill) leaves the run `in_progress`. A Hub started
 //! on the same store finds it with [`Hub::unfinished_runs`] and finishes it with
 //! [`Hub::resume_run`]: finished tasks are not run again (their stored outputs are handed on),
@@ -77,9 +87,12 @@ use crate::ids::{AgentId, TaskId};
 use crate::log::{Direction, LogEntry, LogQuery};
 use crate::matching::MatchReason;
 use crate::pipeline::{
-    NodeOutput, Pipeline, PipelineError, PipelineObserver, PipelineOptions, RunOutcome,
+    NodeAgent, NodeInput, NodeOutput, Pipeline, PipelineError, PipelineObserver, PipelineOptions,
+    RunOutcome, agent_error, shell_output,
 };
+use crate::run::RunLimits;
 use crate::task::{MAX_TITLE_LEN, NewTask, Task, TaskFilter, TaskStatus, TaskUpdate};
+use tokio_util::sync::CancellationToken;
 
 /// The tag of a run's own task.
 pub const RUN_TAG: &str = "ananta:run";
@@ -92,17 +105,35 @@ pub const PLAN_LOG_KIND: &str = "run_plan";
 pub const OUTPUT_LOG_KIND: &str = "run_output";
 
 /// How a run runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Parallelism, context budget, retries, timeouts, failure policy, cancellation and
     /// budgets of the pipeline.
     pub pipeline: PipelineOptions,
-    /// Tasks pinned to an agent, by the plan's task id (the agent must be a node agent of the
-    /// hub and online).
+    /// Tasks pinned to an agent, by the plan's task id (the agent must be one the hub can
+    /// run, and online).
     pub pins: HashMap<String, AgentId>,
+    /// Most steps (commands) a connected agent may take on one task (default 10).
+    pub max_steps: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            pipeline: PipelineOptions::default(),
+            pins: HashMap::new(),
+            max_steps: 10,
+        }
+    }
 }
 
 impl RunOptions {
+    /// At most `steps` steps per task for connected agents.
+    pub fn max_steps(mut self, steps: u32) -> Self {
+        self.max_steps = steps.max(1);
+        self
+    }
+
     /// Runs with these pipeline options.
     pub fn pipeline(mut self, options: PipelineOptions) -> Self {
         self.pipeline = options;
@@ -179,9 +210,10 @@ pub enum OrchestrateError {
         /// Why.
         source: RegistryError,
     },
-    /// A task's agent is not (or no longer) registered as a node agent of this hub. A resumed
+    /// A task's agent is neither a node agent of this hub nor connected to it (not, or no
+    /// longer, registered in this process). A resumed
     /// run stays unfinished: register the agent and resume again.
-    #[error("task {task:?} is assigned to {agent}, which is not a node agent of this hub")]
+    #[error("task {task:?} is assigned to {agent}, which this hub cannot run")]
     NoNodeAgent {
         /// The plan's task id.
         task: String,
@@ -290,7 +322,7 @@ impl Hub {
                 t.agent_hint
                     .as_deref()
                     .and_then(|h| AgentId::new(h.trim()).ok())
-                    .filter(|a| self.node_agent(a).is_some())
+                    .filter(|a| self.can_run(a))
             });
             let decision = self
                 .inner
@@ -301,7 +333,7 @@ impl Hub {
                     task: t.id.clone(),
                     source,
                 })?;
-            if self.node_agent(&decision.agent).is_none() {
+            if !self.can_run(&decision.agent) {
                 // The fallback agent is not one the hub can run.
                 return Err(OrchestrateError::NoNodeAgent {
                     task: t.id.clone(),
@@ -472,6 +504,12 @@ impl Hub {
         Ok(record)
     }
 
+    /// Whether a run's task can go to `agent`: a node agent, or an agent connected to this
+    /// hub (which works on the board task itself).
+    fn can_run(&self, agent: &AgentId) -> bool {
+        self.node_agent(agent).is_some() || self.is_connected(agent)
+    }
+
     /// The output stored on a run's task, if any.
     async fn stored_output(&self, task: TaskId) -> Result<Option<String>, OrchestrateError> {
         let entries = self.inner.store.logs(LogQuery::task(task)).await?;
@@ -503,12 +541,20 @@ impl Hub {
         let mut pipeline = Pipeline::new(options.pipeline);
         let mut nodes = HashMap::new();
         for a in &record.assignments {
-            let agent = self
-                .node_agent(&a.agent)
-                .ok_or_else(|| OrchestrateError::NoNodeAgent {
-                    task: a.node.clone(),
-                    agent: a.agent.clone(),
-                })?;
+            let agent: Arc<dyn NodeAgent> = match self.node_agent(&a.agent) {
+                Some(agent) => agent,
+                None if self.is_connected(&a.agent) => Arc::new(BoardAgent {
+                    hub: self.clone(),
+                    task_id: a.task_id,
+                    max_steps: options.max_steps.max(1),
+                }),
+                None => {
+                    return Err(OrchestrateError::NoNodeAgent {
+                        task: a.node.clone(),
+                        agent: a.agent.clone(),
+                    });
+                }
+            };
             pipeline.assign(&a.node, a.agent.clone(), a.score, agent);
             nodes.insert(a.node.clone(), a.task_id);
         }
@@ -665,6 +711,48 @@ fn run_title(prompt: &str) -> String {
         title.push(c);
     }
     title
+}
+
+/// A run's task worked on by an agent connected to the hub (a Worker registered with
+/// [`Hub::register_agent`], in-process or remote): the board task gets the dependencies'
+/// outputs in its description, then [`Hub::run`] drives propose → execute on it, so every
+/// step is stored, logged and published on the task itself.
+struct BoardAgent {
+    hub: Hub,
+    task_id: TaskId,
+    max_steps: u32,
+}
+
+#[async_trait]
+impl NodeAgent for BoardAgent {
+    async fn run(
+        &self,
+        input: NodeInput,
+        cancel: CancellationToken,
+    ) -> Result<NodeOutput, AgentError> {
+        if !input.context.is_empty() {
+            let description = format!(
+                "{}\n\nResults of earlier tasks:\n{}",
+                input.description, input.context
+            );
+            let update = TaskUpdate {
+                description: Some(description),
+                ..TaskUpdate::default()
+            };
+            self.hub
+                .update_task(self.task_id, update, None)
+                .await
+                .map_err(agent_error)?;
+        }
+        let limits = RunLimits::steps(self.max_steps).cancel(cancel);
+        let report = self
+            .hub
+            .run(self.task_id, &limits)
+            .await
+            .map_err(agent_error)?;
+        let task = self.hub.get_task(self.task_id).await.map_err(agent_error)?;
+        shell_output(report, task.steps.last())
+    }
 }
 
 /// Marks a run active in this hub for as long as it lives.

@@ -866,7 +866,7 @@ impl NodeAgent for ShellAgent {
         input: NodeInput,
         cancel: CancellationToken,
     ) -> Result<NodeOutput, AgentError> {
-        use crate::run::{RunLimits, StopReason};
+        use crate::run::RunLimits;
         let title: String = input
             .description
             .lines()
@@ -892,35 +892,53 @@ impl NodeAgent for ShellAgent {
             .worker
             .run(&mut task, None, &limits)
             .await
-            .map_err(|e| match e {
-                crate::error::Error::Agent(a) => a,
-                crate::error::Error::Llm(l) => AgentError::Llm(l),
-                crate::error::Error::Exec(x) => AgentError::Exec(x),
-                other => AgentError::Rejected {
-                    status: 0,
-                    message: other.to_string(),
-                },
-            })?;
-        let last = task
-            .steps
-            .last()
-            .map(|s| s.outcome.summary_for_model(2_000))
-            .unwrap_or_default();
-        let text = match report.stop {
-            StopReason::Done { summary } => format!("{summary}\n\n{last}").trim().to_string(),
-            StopReason::Cancelled => return Err(AgentError::Cancelled),
-            other => {
-                return Err(AgentError::Rejected {
-                    status: 0,
-                    message: format!("the worker stopped before it was done: {other:?}"),
-                });
-            }
-        };
-        Ok(NodeOutput {
-            text,
-            usage: Some(report.usage),
-        })
+            .map_err(agent_error)?;
+        shell_output(report, task.steps.last())
     }
+}
+
+/// An error of a step loop as an agent's error (transient where the cause is).
+pub(crate) fn agent_error(e: crate::error::Error) -> AgentError {
+    match e {
+        crate::error::Error::Agent(a) => a,
+        crate::error::Error::Llm(l) => AgentError::Llm(l),
+        crate::error::Error::Exec(x) => AgentError::Exec(x),
+        other => AgentError::Rejected {
+            status: 0,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The output of a step loop that worked on a task: the model's summary and the last
+/// command's output; an error unless the model said it was done.
+pub(crate) fn shell_output(
+    report: crate::run::RunReport,
+    last_step: Option<&crate::task::StepRecord>,
+) -> Result<NodeOutput, AgentError> {
+    use crate::run::StopReason;
+    let last = last_step
+        .map(|s| s.outcome.summary_for_model(2_000))
+        .unwrap_or_default();
+    let text = match report.stop {
+        StopReason::Done { summary } => format!("{summary}\n\n{last}").trim().to_string(),
+        StopReason::Cancelled => return Err(AgentError::Cancelled),
+        StopReason::AwaitingApproval { reasons } => {
+            return Err(AgentError::Exec(crate::error::ExecError::NeedsApproval {
+                reasons,
+            }));
+        }
+        other => {
+            return Err(AgentError::Rejected {
+                status: 0,
+                message: format!("the agent stopped before it was done: {other:?}"),
+            });
+        }
+    };
+    Ok(NodeOutput {
+        text,
+        usage: Some(report.usage),
+    })
 }
 
 #[cfg(test)]

@@ -723,3 +723,57 @@ async fn an_output_that_cannot_be_stored_fails_its_task_instead_of_being_lost() 
         TaskStatus::Failed
     );
 }
+
+#[tokio::test]
+async fn a_connected_worker_works_on_the_board_task_itself() {
+    let hub = hub_with(vec![Agent::new("researcher")], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let llm = ananta_llm::ScriptedProvider::new([
+        r#"{"reason": "show that the shell ran", "command": "echo shell-ran"}"#,
+        r#"{"reason": "the command ran", "done": true}"#,
+    ]);
+    let worker = ananta_core::Worker::builder(AgentId::new("sheller").unwrap())
+        .llm(Arc::new(llm))
+        .executor(Arc::new(ananta_exec::ShellExecutor::new(dir.path())))
+        .build()
+        .unwrap();
+    hub.register_agent(worker.card(), Arc::new(worker.clone()))
+        .await
+        .unwrap();
+    let mut rx = hub.subscribe();
+    let plan = Plan {
+        reasoning: String::new(),
+        tasks: vec![
+            task("research", "Research the current AI trends", &[]),
+            task("shell", "Print the findings in a shell", &["research"]),
+        ],
+    };
+    let options = RunOptions::default()
+        .pin("shell", AgentId::new("sheller").unwrap())
+        .max_steps(3);
+    let result = hub.run_plan("trends", plan, options).await.unwrap();
+
+    let shell = hub.get_task(result.tasks()["shell"]).await.unwrap();
+    assert_eq!(shell.status, TaskStatus::Done);
+    assert_eq!(shell.steps.len(), 1, "the step is on the run's task");
+    assert_eq!(shell.steps[0].command, "echo shell-ran");
+    assert!(
+        shell
+            .description
+            .contains("Results of earlier tasks:\nOutput of task research:\nresearcher:research[]"),
+        "the worker was given the dependency's output: {}",
+        shell.description
+    );
+    assert!(
+        result.outcome.output.starts_with("the command ran")
+            && result.outcome.output.contains("shell-ran"),
+        "{}",
+        result.outcome.output
+    );
+    let events = drain(&mut rx);
+    at(
+        &events,
+        "step_executed",
+        |e| matches!(e, EventKind::StepExecuted { task_id, .. } if *task_id == shell.id),
+    );
+}
