@@ -297,9 +297,10 @@ impl Hub {
         self.run_plan(prompt, plan, options).await
     }
 
-    /// Runs a plan (the caller's own, or a decomposer's): matches every task to a node agent
-    /// (a pin in `options` first, then the task's `agent_hint` when it names a node agent,
-    /// else the best match), puts the run and its tasks on the board, and runs the pipeline.
+    /// Runs a plan (the caller's own, or a decomposer's): matches every task to an agent the
+    /// hub can run (a pin in `options` first, then the task's `agent_hint` when it names such
+    /// an agent, else the best match), puts the run and its tasks on the board, and runs the
+    /// pipeline.
     ///
     /// On success the run's task is `done` and carries the output; when the pipeline stops,
     /// it is `failed` or `cancelled`, tasks that never ran are `cancelled`, and the error
@@ -348,6 +349,7 @@ impl Hub {
             .tag(RUN_TAG)
             .into_task()
             .map_err(|e| OrchestrateError::Hub(Error::InvalidInput(e)))?;
+        let active = ActiveRun::enter(self, run.id)?;
         let node_ids: HashMap<&str, TaskId> = plan
             .tasks
             .iter()
@@ -386,7 +388,7 @@ impl Hub {
                 task: Box::new(node),
             });
         }
-        self.execute_run(run.id, record, HashMap::new(), options, false)
+        self.execute_run(active, record, HashMap::new(), options, false)
             .await
     }
 
@@ -418,7 +420,8 @@ impl Hub {
     /// Finishes a run an earlier Hub left unfinished: its finished tasks are not run again
     /// (their stored outputs are handed on), tasks that were running are run again, the rest
     /// run as planned, by the agents recorded at the start (which must be registered with
-    /// [`add_node_agent`](Self::add_node_agent) again).
+    /// [`add_node_agent`](Self::add_node_agent) or connected with
+    /// [`register_agent`](Self::register_agent) again).
     pub async fn resume_run(
         &self,
         run_id: TaskId,
@@ -434,6 +437,7 @@ impl Hub {
                 status: run.status,
             });
         }
+        let active = ActiveRun::enter(self, run_id)?;
         let record = match self.run_record(run_id).await {
             Ok(record) => record,
             Err(OrchestrateError::Unresumable { reason, .. }) => {
@@ -468,7 +472,7 @@ impl Hub {
             }
         }
         tracing::info!(run = %run_id, finished = finished.len(), tasks = record.plan.tasks.len(), "resuming a run");
-        self.execute_run(run_id, record, finished, options, true)
+        self.execute_run(active, record, finished, options, true)
             .await
     }
 
@@ -531,13 +535,13 @@ impl Hub {
     /// Runs a recorded plan; `finished` holds the outputs of tasks done before.
     async fn execute_run(
         &self,
-        run_id: TaskId,
+        active: ActiveRun,
         record: RunRecord,
         finished: HashMap<String, String>,
         options: RunOptions,
         resumed: bool,
     ) -> Result<RunResult, OrchestrateError> {
-        let _active = ActiveRun::enter(self, run_id)?;
+        let run_id = active.run_id;
         let mut pipeline = Pipeline::new(options.pipeline);
         let mut nodes = HashMap::new();
         for a in &record.assignments {

@@ -446,12 +446,12 @@ async fn a_cancelled_run_is_cancelled_on_the_board() {
         async move { hub.run_plan("trends", plan, options).await }
     });
     // Cancel once the research is running.
-    tokio::time::timeout(Duration::from_secs(10), async {
+    let running = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Ok(event) = rx.recv().await
-                && matches!(event.kind, EventKind::NodeStarted { .. })
+                && let EventKind::NodeStarted { run_id, .. } = event.kind
             {
-                break;
+                break run_id;
             }
         }
     })
@@ -460,6 +460,11 @@ async fn a_cancelled_run_is_cancelled_on_the_board() {
     assert!(
         hub.unfinished_runs().await.unwrap().is_empty(),
         "a run this hub is running is not an unfinished one"
+    );
+    let twice = hub.resume_run(running, RunOptions::default()).await;
+    assert!(
+        matches!(twice, Err(OrchestrateError::Active(id)) if id == running),
+        "{twice:?}"
     );
     cancel.cancel();
     let err = tokio::time::timeout(Duration::from_secs(10), run)
