@@ -564,7 +564,7 @@ impl Hub {
     }
 
     /// Moves `task` to `status` (fenced by its version) unless it is there already.
-    async fn move_to(&self, task: Task, status: TaskStatus) -> Result<Task, Error> {
+    pub(crate) async fn move_to(&self, task: Task, status: TaskStatus) -> Result<Task, Error> {
         if task.status == status {
             return Ok(task);
         }

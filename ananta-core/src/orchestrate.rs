@@ -603,7 +603,7 @@ impl Hub {
                 for task_id in nodes.values() {
                     if let Ok(node) = self.inner.store.get_task(*task_id).await
                         && node.status == TaskStatus::Backlog
-                        && let Err(e) = self.set_node_status(&node, TaskStatus::Cancelled).await
+                        && let Err(e) = self.set_node_status(node, TaskStatus::Cancelled).await
                     {
                         tracing::warn!(task = %task_id, error = %e, "could not cancel a task of a stopped run");
                     }
@@ -646,25 +646,13 @@ impl Hub {
 
     /// Moves a run's task to `status`, through `todo` where the board does not allow the
     /// direct move (a finished task run again after a restart).
-    async fn set_node_status(&self, node: &Task, status: TaskStatus) -> Result<(), Error> {
-        if node.status == status {
-            return Ok(());
-        }
-        if !node.status.can_transition_to(status) {
-            self.inner
-                .store
-                .update_task(node.id, TaskUpdate::status(TaskStatus::Todo), None)
-                .await?;
-        }
-        let task = self
-            .inner
-            .store
-            .update_task(node.id, TaskUpdate::status(status), None)
-            .await?;
-        self.publish(EventKind::TaskUpdated {
-            task: Box::new(task),
-        });
-        Ok(())
+    async fn set_node_status(&self, node: Task, status: TaskStatus) -> Result<Task, Error> {
+        let node = if node.status.can_transition_to(status) {
+            node
+        } else {
+            self.move_to(node, TaskStatus::Todo).await?
+        };
+        self.move_to(node, status).await
     }
 }
 
@@ -804,7 +792,7 @@ impl BoardObserver {
     async fn move_node(&self, node: &str, status: TaskStatus) -> Option<TaskId> {
         let task_id = *self.nodes.get(node)?;
         let result = match self.hub.inner.store.get_task(task_id).await {
-            Ok(task) => self.hub.set_node_status(&task, status).await,
+            Ok(task) => self.hub.set_node_status(task, status).await.map(|_| ()),
             Err(e) => Err(e.into()),
         };
         if let Err(e) = result {
@@ -870,7 +858,7 @@ impl PipelineObserver for BoardObserver {
             .append_log(LogEntry::new(Direction::Out, OUTPUT_LOG_KIND, payload).task(task_id))
             .await?;
         let task = self.hub.inner.store.get_task(task_id).await?;
-        self.hub.set_node_status(&task, TaskStatus::Done).await?;
+        self.hub.set_node_status(task, TaskStatus::Done).await?;
         self.hub.publish(EventKind::NodeCompleted {
             run_id: self.run_id,
             task_id,
