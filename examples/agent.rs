@@ -1,4 +1,4 @@
-//! A runnable Ananta agent host over HTTP — the seed's `python -m agent.ai_agent`.
+//! A runnable Ananta agent host over HTTP — the original Ananta's `python -m agent.ai_agent`.
 //!
 //! `ROLE=hub cargo run --example agent` starts a hub; `ROLE=worker` (the default) a worker.
 //! Everything is configured by environment:
@@ -23,7 +23,7 @@
 //!
 //! Without an LLM configured, a worker answers with a small scripted model (it looks around,
 //! says hello, and reports done), so the whole flow runs on a fresh machine.
-//! The README walks through the seed's curl flow against a hub and a worker.
+//! The README walks through the curl flow of the original Ananta against a hub and a worker.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;

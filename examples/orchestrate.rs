@@ -5,7 +5,7 @@
 //! `cargo run --example orchestrate`
 //!
 //! Five text agents are registered with a Hub as node agents (researcher, summariser,
-//! translator, code reviewer, data analyst). For the seed's two example prompts — a three-step
+//! translator, code reviewer, data analyst). For the two example prompts of the original Ananta — a three-step
 //! chain, and "research A and B, then compare" (a diamond) — `Hub::orchestrate` plans, matches
 //! and runs; the example prints the plan and the assignments with their match scores (read back
 //! from the board when the `run_started` event arrives), progress from the node events, the

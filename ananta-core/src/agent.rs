@@ -18,7 +18,7 @@ use crate::template::Template;
 pub enum AgentEndpoint {
     /// A Worker in the Hub's own process.
     InProcess,
-    /// A Worker behind HTTP at this base URL (the seed's `agent_url`).
+    /// A Worker behind HTTP at this base URL (the original Ananta's `agent_url`).
     Url(String),
 }
 

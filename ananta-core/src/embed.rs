@@ -39,7 +39,7 @@ const STOPWORDS: &[&str] = &[
     "und", "ein", "eine", "zu", "mit", "von", "den", "dem",
 ];
 
-/// FNV-1a: stable across runs and platforms (a std `Hasher` is seeded per process).
+/// FNV-1a: stable across runs and platforms (a std `Hasher` is keyed randomly per process).
 fn fnv1a(kind: u8, parts: &[&str]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |byte: u8| {

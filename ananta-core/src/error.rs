@@ -444,6 +444,59 @@ impl Error {
 /// Shorthand for `Result<T, ananta_core::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `e` and its sources, joined with `: ` (a source whose text the message already holds is
+/// left out), for error messages that keep the cause a bare `Display` would drop.
+///
+/// ```
+/// let io = std::io::Error::other("disk full");
+/// assert_eq!(ananta_core::error::error_chain(&io), "disk full");
+/// ```
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    message
+}
+
+/// The delay a server asked for, from the values of its `retry-after-ms` and `Retry-After`
+/// headers: milliseconds first, then `Retry-After` as seconds (at most a day) or an HTTP date
+/// (a date in the past is no wait). Unreadable values are ignored.
+///
+/// ```
+/// use std::time::Duration;
+/// use ananta_core::error::parse_retry_after;
+///
+/// assert_eq!(parse_retry_after(None, Some("7")), Some(Duration::from_secs(7)));
+/// assert_eq!(parse_retry_after(Some("250"), Some("9")), Some(Duration::from_millis(250)));
+/// assert_eq!(parse_retry_after(None, Some("soon")), None);
+/// ```
+pub fn parse_retry_after(
+    retry_after_ms: Option<&str>,
+    retry_after: Option<&str>,
+) -> Option<Duration> {
+    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = retry_after?.trim();
+    if let Ok(secs) = value.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use crate::log::{Direction, LogEntry, LogQuery};
 use crate::matching::AgentMatcher;
 use crate::pipeline::NodeAgent;
 use crate::registry::{AgentRegistry, InMemoryRegistry};
-use crate::run::{RunLimits, RunReport, StepDriver, StopReason, drive};
+use crate::steps::{StepDriver, StepLimits, StepReport, StopReason, drive};
 use crate::store::TaskStore;
 use crate::task::{
     NewTask, Proposal, Proposed, StepRecord, Task, TaskFilter, TaskStatus, TaskUpdate,
@@ -889,7 +889,7 @@ impl Hub {
     /// stored, logged and published, until the agent says it is done (the task then moves to
     /// `done`), a budget in `limits` is used up, or `limits.cancel` fires (the task stays
     /// `in_progress`).
-    pub async fn run(&self, task_id: TaskId, limits: &RunLimits) -> Result<RunReport, Error> {
+    pub async fn run(&self, task_id: TaskId, limits: &StepLimits) -> Result<StepReport, Error> {
         let mut driver = HubDriver { hub: self, task_id };
         let report = drive(&mut driver, limits).await?;
         if let StopReason::Done { summary } = &report.stop {

@@ -130,7 +130,7 @@ ulid_id!(
     "template"
 );
 
-/// An agent's id: its unique name (`AGENT_NAME` in the seed), 1–128 characters of letters,
+/// An agent's id: its unique name (`AGENT_NAME` in the original Ananta), 1–128 characters of letters,
 /// digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(transparent)]

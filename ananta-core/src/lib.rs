@@ -20,7 +20,7 @@
 //! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
 //!   reads the answer), runs it through its executor, and can run a task autonomously;
 //! - with feature **`mocks`**: `mockall` mocks of every trait in `mocks`, for your own tests;
-//! - with feature **`http`**: the seed's HTTP API in `http` — axum routers for the Hub and
+//! - with feature **`http`**: the original Ananta's HTTP API in `http` — axum routers for the Hub and
 //!   the Worker, authentication, the `RemoteAgent` client, registration and heartbeats,
 //!   server-sent events, an OpenAPI document (`examples/agent.rs` runs them as processes).
 //!
@@ -33,7 +33,7 @@
 //! hub.register_agent(worker.card(), Arc::new(worker.clone())).await?;
 //! let task = hub.create_task(NewTask::new("List the files")).await?;
 //! hub.assign(task.id, worker.name().clone()).await?;
-//! hub.run(task.id, &RunLimits::steps(5)).await?;
+//! hub.run(task.id, &StepLimits::steps(5)).await?;
 //! ```
 //!
 //! (The README and `examples/quickstart.rs` show this end to end.) The contract on its own:
@@ -77,10 +77,13 @@ pub mod orchestrate;
 pub mod parse;
 pub mod pipeline;
 pub mod registry;
-pub mod run;
+pub mod steps;
 pub mod store;
 pub mod task;
 pub mod template;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 pub mod worker;
 
 pub use agent::{
@@ -103,7 +106,7 @@ pub use log::{Direction, LogEntry, LogQuery};
 pub use orchestrate::{OrchestrateError, RunOptions, RunResult};
 pub use parse::{AnswerFormat, ParsedAnswer, parse_answer};
 pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry, rank_agents};
-pub use run::{RunLimits, RunReport, StopReason};
+pub use steps::{StepLimits, StepReport, StopReason};
 pub use store::{Claim, TaskStore};
 pub use task::{
     Completion, Lease, NewTask, Priority, Proposal, Proposed, StepRecord, Task, TaskFilter,

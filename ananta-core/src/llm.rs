@@ -172,6 +172,38 @@ impl ChatRequest {
         }
     }
 
+    /// Checks what every provider refuses alike: no messages, a temperature that is not a
+    /// finite number of at least 0, a token limit of 0.
+    ///
+    /// ```
+    /// use ananta_core::llm::{ChatMessage, ChatRequest};
+    ///
+    /// assert!(ChatRequest::new(vec![ChatMessage::user("hi")]).validate().is_ok());
+    /// assert!(ChatRequest::new(vec![]).validate().is_err());
+    /// assert!(ChatRequest::new(vec![ChatMessage::user("hi")]).temperature(-1.0).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::error::LlmError> {
+        use crate::error::LlmError;
+        if self.messages.is_empty() {
+            return Err(LlmError::InvalidRequest(
+                "a chat request needs at least one message".into(),
+            ));
+        }
+        if let Some(t) = self.temperature
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(LlmError::InvalidRequest(format!(
+                "temperature must be a finite number of at least 0, not {t}"
+            )));
+        }
+        if self.max_tokens == Some(0) {
+            return Err(LlmError::InvalidRequest(
+                "max_tokens must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sets the model.
     pub fn model(mut self, model: impl Into<String>) -> Self {
         self.model = Some(model.into());

@@ -1,4 +1,4 @@
-//! Per-task logs: the seed's `terminal_log.jsonl` entries.
+//! Per-task logs: the original Ananta's `terminal_log.jsonl` entries.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -77,7 +77,7 @@ impl LogEntry {
 }
 
 /// Which log entries to read. Results are in ascending `seq` order; with a `limit`, the
-/// *latest* `limit` entries that match (like the seed's `/logs?limit=`).
+/// *latest* `limit` entries that match (like the original Ananta's `/logs?limit=`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LogQuery {
     /// Only entries of this task.

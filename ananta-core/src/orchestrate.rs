@@ -88,9 +88,9 @@ use crate::log::{Direction, LogEntry, LogQuery};
 use crate::matching::MatchReason;
 use crate::pipeline::{
     NodeAgent, NodeInput, NodeOutput, Pipeline, PipelineError, PipelineObserver, PipelineOptions,
-    RunOutcome, agent_error, shell_output,
+    PlanOutcome, agent_error, shell_output,
 };
-use crate::run::RunLimits;
+use crate::steps::StepLimits;
 use crate::task::{MAX_TITLE_LEN, NewTask, Task, TaskFilter, TaskStatus, TaskUpdate};
 use tokio_util::sync::CancellationToken;
 
@@ -184,7 +184,7 @@ pub struct RunResult {
     /// Who did what.
     pub assignments: Vec<Assignment>,
     /// The final output, every task's output, and the trace.
-    pub outcome: RunOutcome,
+    pub outcome: PlanOutcome,
     /// Whether it was resumed after an interruption.
     pub resumed: bool,
 }
@@ -736,7 +736,7 @@ impl NodeAgent for BoardAgent {
                 .await
                 .map_err(agent_error)?;
         }
-        let limits = RunLimits::steps(self.max_steps).cancel(cancel);
+        let limits = StepLimits::steps(self.max_steps).cancel(cancel);
         let report = self
             .hub
             .run(self.task_id, &limits)

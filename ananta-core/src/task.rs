@@ -13,7 +13,7 @@ use crate::ids::{AgentId, TaskId, TemplateId};
 
 /// Where a task stands on the board.
 ///
-/// The seed's board columns are `backlog`, `todo`, `in_progress` and `done`; Ananta adds
+/// The original Ananta's board columns are `backlog`, `todo`, `in_progress` and `done`; Ananta adds
 /// `proposing` (an agent is asking its LLM for the next step), `blocked` (waiting on something
 /// outside, e.g. a human), `failed` and `cancelled`.
 ///

@@ -36,7 +36,7 @@ pub fn task_variables(task: &crate::task::Task) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A prompt template (the seed's `{name, description, prompt_template, provider?, model?, defaults?}`).
+/// A prompt template (the original Ananta's `{name, description, prompt_template, provider?, model?, defaults?}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Template {
     /// Id, shown as `TPL-…`.

@@ -14,7 +14,7 @@ use crate::ids::AgentId;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
 use crate::log::{Direction, LogEntry, LogQuery};
 use crate::parse::{AnswerFormat, ParsedAnswer, parse_answer};
-use crate::run::{RunLimits, RunReport, StepDriver, drive};
+use crate::steps::{StepDriver, StepLimits, StepReport, drive};
 use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
 use crate::template::{Template, task_variables};
 
@@ -33,7 +33,7 @@ struct Settings {
     log_capacity: usize,
 }
 
-/// The settings of a [`Worker`] that may change while it runs (the seed's `/config`): read
+/// The settings of a [`Worker`] that may change while it runs (the original Ananta's `/config`): read
 /// them with [`Worker::config`], change them with [`Worker::set_config`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct WorkerConfig {
@@ -352,7 +352,7 @@ impl Worker {
         }
     }
 
-    /// The worker's own log (the seed's worker `/logs`), newest `limit` entries ascending.
+    /// The worker's own log (the original Ananta's worker `/logs`), newest `limit` entries ascending.
     pub fn logs(&self, query: &LogQuery) -> Vec<LogEntry> {
         let ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
         query.select(&ring.entries)
@@ -554,8 +554,8 @@ impl Worker {
         &self,
         task: &mut Task,
         template: Option<&Template>,
-        limits: &RunLimits,
-    ) -> Result<RunReport, Error> {
+        limits: &StepLimits,
+    ) -> Result<StepReport, Error> {
         let mut driver = LocalDriver {
             worker: self,
             task,

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use ananta_core::error::{error_chain, parse_retry_after};
 use ananta_core::{LlmError, ProviderHealth};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -104,10 +105,13 @@ impl HttpConfig {
         }
         let client = match self.client {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .connect_timeout(self.connect_timeout)
-                .build()
-                .map_err(|e| LlmError::InvalidRequest(format!("HTTP client: {e}")))?,
+            None => {
+                ananta_core::tls::install_default_provider();
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .build()
+                    .map_err(|e| LlmError::InvalidRequest(format!("HTTP client: {e}")))?
+            }
         };
         Ok(Transport {
             client,
@@ -413,21 +417,6 @@ pub(crate) fn map_reqwest_error(e: &reqwest::Error, timeout: Duration) -> LlmErr
     }
 }
 
-/// `e` and its sources, joined.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
-}
-
 /// Maps an unsuccessful HTTP status (and its body) to an error.
 pub(crate) fn error_from_status(status: StatusCode, headers: &HeaderMap, body: &str) -> LlmError {
     let code = status.as_u16();
@@ -496,28 +485,10 @@ pub(crate) fn is_context_error(body: &str) -> bool {
 }
 
 /// The server's requested delay: `retry-after-ms`, then `Retry-After` as seconds or an HTTP
-/// date.
+/// date ([`parse_retry_after`]).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let value = header("retry-after")?;
-    if let Ok(secs) = value.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    parse_retry_after(header("retry-after-ms"), header("retry-after"))
 }
 
 /// At most a few kB of `text`, cut on a character boundary.
@@ -532,7 +503,7 @@ pub(crate) fn excerpt(text: &str) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
-/// Strips a known endpoint suffix from a URL taken from the seed's environment variables
+/// Strips a known endpoint suffix from a URL taken from the original Ananta's environment variables
 /// (`OLLAMA_URL` defaulted to `…/api/generate`, `OPENAI_URL` to `…/chat/completions`).
 pub(crate) fn strip_suffixes(url: &str, suffixes: &[&str]) -> String {
     let mut url = url.trim().trim_end_matches('/').to_string();
@@ -624,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_urls_lose_their_endpoint() {
+    fn original_urls_lose_their_endpoint() {
         let sfx = ["/api/generate", "/api/chat"];
         assert_eq!(
             strip_suffixes("http://h:11434/api/generate", &sfx),

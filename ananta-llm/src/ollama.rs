@@ -17,7 +17,7 @@ use crate::http::{
     strip_suffixes,
 };
 
-/// Endpoint paths that a URL taken from `OLLAMA_URL` may still carry (the seed's default was
+/// Endpoint paths that a URL taken from `OLLAMA_URL` may still carry (the original Ananta's default was
 /// `http://localhost:11434/api/generate`); [`OllamaProvider::from_env`] strips them.
 const URL_SUFFIXES: &[&str] = &[
     "/api/generate",
@@ -148,18 +148,7 @@ impl OllamaProvider {
         request: &'a ChatRequest,
         stream: bool,
     ) -> Result<ChatBody<'a>, LlmError> {
-        if request.messages.is_empty() {
-            return Err(LlmError::InvalidRequest(
-                "a chat request needs at least one message".into(),
-            ));
-        }
-        if let Some(t) = request.temperature
-            && !t.is_finite()
-        {
-            return Err(LlmError::InvalidRequest(format!(
-                "temperature must be a finite number, not {t}"
-            )));
-        }
+        request.validate()?;
         let model = request
             .model
             .as_deref()

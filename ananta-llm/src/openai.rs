@@ -111,8 +111,8 @@ impl OpenAiProvider {
         Self::builder(base_url).name("vllm").model(model)
     }
 
-    /// Configured from the environment, as the seed system was: `OPENAI_URL` (default OpenAI's
-    /// API; the seed's `…/v1/chat/completions` form is accepted), `OPENAI_API_KEY` (optional)
+    /// Configured from the environment, as the original Ananta was: `OPENAI_URL` (default OpenAI's
+    /// API; the original Ananta's `…/v1/chat/completions` form is accepted), `OPENAI_API_KEY` (optional)
     /// and `OPENAI_MODEL` (optional; for OpenAI itself the preset's model otherwise).
     pub fn from_env() -> OpenAiProviderBuilder {
         Self::from_vars(|name| std::env::var(name).ok())
@@ -164,23 +164,14 @@ impl OpenAiProvider {
 
     /// The JSON body of a chat request (exposed for debugging and for tests of the protocol).
     pub fn request_body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
+        request.validate()?;
         let mut body = Map::new();
         if let Some(model) = request.model.as_ref().or(self.model.as_ref()) {
             body.insert("model".into(), json!(model));
         }
         let messages: Vec<Value> = request.messages.iter().map(message_json).collect();
-        if messages.is_empty() {
-            return Err(LlmError::InvalidRequest(
-                "a chat request needs at least one message".into(),
-            ));
-        }
         body.insert("messages".into(), Value::Array(messages));
         if let Some(t) = request.temperature {
-            if !t.is_finite() || t < 0.0 {
-                return Err(LlmError::InvalidRequest(format!(
-                    "temperature {t} is not a valid value"
-                )));
-            }
             body.insert("temperature".into(), json!(t));
         }
         if let Some(max) = request.max_tokens {
@@ -769,7 +760,7 @@ mod tests {
     }
 
     #[test]
-    fn environment_like_the_seed() {
+    fn environment_like_the_original() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| {
                 pairs
@@ -818,7 +809,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_url_form_is_trimmed() {
+    fn original_url_form_is_trimmed() {
         assert_eq!(provider().base_url(), "http://127.0.0.1:9/v1");
     }
 

@@ -8,7 +8,7 @@ use ananta_core::store::TaskStore;
 
 use crate::MemoryStore;
 
-/// Opens the store a URL names, so a host can take it from its configuration (the seed's
+/// Opens the store a URL names, so a host can take it from its configuration (the original Ananta's
 /// `DATABASE_URL`):
 ///
 /// - `postgres://…` or `postgresql://…`: a `PostgresStore` (feature `postgres`);

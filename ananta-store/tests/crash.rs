@@ -105,14 +105,14 @@ async fn parent(backend: &str, target: String) {
     use ananta_core::task::{TaskFilter, TaskStatus};
 
     let exe = std::env::current_exe().unwrap();
-    let mut seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    let mut state = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
     let mut created_all = BTreeSet::new();
     let mut done_all = BTreeSet::new();
     for round in 1..=20 {
-        seed = seed
+        state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let kill_after = Duration::from_millis(50 + (seed >> 33) % 400);
+        let kill_after = Duration::from_millis(50 + (state >> 33) % 400);
         let mut child = Command::new(&exe)
             .env("ANANTA_CRASH_CHILD", &target)
             .stdout(Stdio::piped())

@@ -130,6 +130,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    ananta_core::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY as usize)
         .build()

@@ -152,6 +152,7 @@ fn local(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let base = rt.block_on(local_sse_server());
     let llm = OpenAiProvider::builder(&base).build().unwrap();
+    ananta_core::tls::install_default_provider();
     let client = reqwest::Client::new();
     let mut group = c.benchmark_group("sse_local");
     group.throughput(Throughput::Elements(LOCAL_TOKENS as u64));
@@ -182,6 +183,7 @@ fn real(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // llama-server closes a connection after a streamed answer; a pooled connection can then
     // fail the next request (a race no client can see coming), so both paths connect afresh.
+    ananta_core::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .build()

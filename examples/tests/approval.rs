@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ananta_core::exec::{CommandGate, Decision};
 use ananta_core::{
-    AgentError, AgentId, Error, ExecError, Hub, LogQuery, NewTask, RunLimits, StopReason, TaskId,
+    AgentError, AgentId, Error, ExecError, Hub, LogQuery, NewTask, StepLimits, StopReason, TaskId,
     TaskStatus, Worker,
 };
 use ananta_exec::ShellExecutor;
@@ -83,7 +83,7 @@ const DONE: &str = r#"{"done": true, "summary": "tidy"}"#;
 #[tokio::test]
 async fn a_held_command_waits_blocked_until_approved_then_runs() {
     let s = setup(&[RM_JUNK, DONE]).await;
-    let report = s.hub.run(s.task, &RunLimits::steps(5)).await.unwrap();
+    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
     assert_eq!(
         report.stop,
         StopReason::AwaitingApproval {
@@ -129,14 +129,14 @@ async fn a_held_command_waits_blocked_until_approved_then_runs() {
     assert_eq!(task.status, TaskStatus::InProgress);
     assert!(task.proposal.is_none());
 
-    let report = s.hub.run(s.task, &RunLimits::steps(5)).await.unwrap();
+    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
     assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
 }
 
 #[tokio::test]
 async fn an_edited_approval_runs_the_edited_command() {
     let s = setup(&[RM_JUNK]).await;
-    let report = s.hub.run(s.task, &RunLimits::steps(5)).await.unwrap();
+    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
     assert!(matches!(report.stop, StopReason::AwaitingApproval { .. }));
     let step = s
         .hub
@@ -158,7 +158,7 @@ async fn an_edited_approval_runs_the_edited_command() {
 #[tokio::test]
 async fn a_rejected_command_never_runs_and_the_task_goes_on() {
     let s = setup(&[RM_JUNK]).await;
-    s.hub.run(s.task, &RunLimits::steps(5)).await.unwrap();
+    s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
     let task = s.hub.reject(s.task, "keep the junk").await.unwrap();
     assert_eq!(task.status, TaskStatus::InProgress);
     assert!(task.proposal.is_none());
@@ -182,7 +182,7 @@ async fn a_rejected_command_never_runs_and_the_task_goes_on() {
 #[tokio::test]
 async fn a_denied_command_is_a_typed_error_and_never_runs() {
     let s = setup(&[r#"{"reason": "done for the day", "command": "shutdown -h now"}"#]).await;
-    let e = s.hub.run(s.task, &RunLimits::steps(5)).await.unwrap_err();
+    let e = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap_err();
     assert!(
         matches!(
             &e,
@@ -195,7 +195,10 @@ async fn a_denied_command_is_a_typed_error_and_never_runs() {
     assert_ne!(task.status, TaskStatus::Blocked, "a denial waits on nobody");
     // An approval cannot turn a denial into a run: an edited command is gated too.
     let held = setup(&[RM_JUNK]).await;
-    held.hub.run(held.task, &RunLimits::steps(5)).await.unwrap();
+    held.hub
+        .run(held.task, &StepLimits::steps(5))
+        .await
+        .unwrap();
     let e = held
         .hub
         .approve(held.task, Some("shutdown -h now".into()))
@@ -219,7 +222,7 @@ async fn a_worker_on_its_own_stops_for_approval_and_runs_when_approved() {
         .unwrap();
     let mut task = NewTask::new("tidy").into_task().unwrap();
     let report = worker
-        .run(&mut task, None, &RunLimits::steps(3))
+        .run(&mut task, None, &StepLimits::steps(3))
         .await
         .unwrap();
     assert!(
@@ -258,7 +261,7 @@ async fn the_parsing_policy_is_a_gate_holding_rm_and_denying_rm_of_home() {
         .unwrap();
     let mut task = NewTask::new("tidy").into_task().unwrap();
     let report = worker
-        .run(&mut task, None, &RunLimits::steps(3))
+        .run(&mut task, None, &StepLimits::steps(3))
         .await
         .unwrap();
     assert_eq!(report.steps, 1, "the read-only step ran without asking");

@@ -1,4 +1,4 @@
-//! The HTTP API in-process: the seed's flow through the hub's router, each error with its
+//! The HTTP API in-process: the original Ananta's flow through the hub's router, each error with its
 //! status and code, authentication over the whole route table, the OpenAPI document, the
 //! event stream, and shutdown.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +17,7 @@ use http_support::{HUB_TOKEN, RecordingExecutor, call, json, json_as, test_hub, 
 use serde_json::json;
 
 #[tokio::test]
-async fn the_seed_flow_with_approval_refusal_and_logs() {
+async fn the_original_flow_with_approval_refusal_and_logs() {
     let t = test_hub().await;
     let r = &t.router;
     let (status, health) = json_as(r, "GET", "/health", None, None).await;
@@ -411,7 +411,7 @@ async fn workers_register_by_url_and_steps_are_forwarded_with_idempotent_execute
     assert_eq!(reg["agent"]["status"], "online");
     assert_eq!(reg["heartbeat_interval_secs"], 10);
 
-    // The seed's assignment by URL finds the registered worker.
+    // The original assignment by URL finds the registered worker.
     let (_, task) = json(r, "POST", "/tasks", Some(json!({"title": "remote"}))).await;
     let id = task["id"].as_str().unwrap();
     let (status, assigned) = json(
@@ -437,6 +437,7 @@ async fn workers_register_by_url_and_steps_are_forwarded_with_idempotent_execute
     assert_eq!(t.live_executed.0.lock().unwrap().len(), 1);
 
     // The same idempotency key twice runs the command once and answers alike.
+    ananta_core::tls::install_default_provider();
     let client = reqwest::Client::new();
     let task = t.hub.get_task(id.parse().unwrap()).await.unwrap();
     let body = json!({"task": task, "command": "echo once"});
@@ -491,6 +492,7 @@ async fn the_event_stream_carries_the_hubs_events() {
         t.shutdown.clone(),
         Duration::from_secs(1),
     ));
+    ananta_core::tls::install_default_provider();
     let client = reqwest::Client::new();
     let response = client
         .get(format!("{base}/events"))

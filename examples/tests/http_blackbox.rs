@@ -1,5 +1,5 @@
 //! Black-box: a hub and two workers as separate processes of `examples/agent.rs` on loopback
-//! ports, driven over plain HTTP the way the seed's dashboard and curl scripts drive them.
+//! ports, driven over plain HTTP the way the original Ananta's dashboard and curl scripts drive them.
 //!
 //! Registration and heartbeats, a task assigned by URL with the worker's token, propose and
 //! execute forwarded to the worker, the task's log, the event stream, 401 on every write route
@@ -170,7 +170,10 @@ async fn hub_and_two_workers_as_processes() {
     ];
     let mut hub_proc = Proc::start("hub", &hub_env, dir.path());
     let hub = Client {
-        http: reqwest::Client::new(),
+        http: {
+            ananta_core::tls::install_default_provider();
+            reqwest::Client::new()
+        },
         base: hub_proc.url.clone(),
     };
     // Quick heartbeats and checks for the test (admin: the hub's token).
@@ -222,7 +225,7 @@ async fn hub_and_two_workers_as_processes() {
         }
     });
 
-    // The seed's curl flow: create, assign by URL with the worker's token, propose, execute, logs.
+    // The original curl flow: create, assign by URL with the worker's token, propose, execute, logs.
     let (status, task) = hub
         .hub("POST", "/tasks", Some(json!({"title": "Repo-Analyse"})))
         .await;

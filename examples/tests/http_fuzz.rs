@@ -262,14 +262,14 @@ async fn thousands_of_generated_requests_get_no_5xx() {
         &t.router,
         "POST",
         "/tasks",
-        Some(json!({"title": "seed task"})),
+        Some(json!({"title": "first task"})),
     )
     .await;
     let (_, template) = json(
         &t.router,
         "POST",
         "/templates",
-        Some(json!({"name": "seed", "prompt_template": "Do {{title}}"})),
+        Some(json!({"name": "first", "prompt_template": "Do {{title}}"})),
     )
     .await;
     let task_id = task["id"].as_str().unwrap().to_string();

@@ -1,4 +1,4 @@
-//! The seed's core loop end to end, in-process: a Hub with a MemoryStore, a Worker with a
+//! The original Ananta's core loop end to end, in-process: a Hub with a MemoryStore, a Worker with a
 //! ScriptedProvider and a real ShellExecutor — and the fault paths around it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ananta_core::mocks::MockAgentClient;
 use ananta_core::{
     AgentCard, AgentError, AgentId, AgentStatus, CancellationToken, Direction, Error, EventKind,
-    ExecError, Hub, LlmError, LogQuery, NewTask, NewTemplate, ProposalError, Proposed, RunLimits,
+    ExecError, Hub, LlmError, LogQuery, NewTask, NewTemplate, ProposalError, Proposed, StepLimits,
     StopReason, StoreError, TaskStatus, TaskUpdate, TemplateError, Worker,
 };
 use ananta_exec::ShellExecutor;
@@ -126,7 +126,7 @@ async fn propose_execute_logs_and_events() {
             .len(),
         2
     );
-    // the worker keeps its own log too (the seed's worker /logs)
+    // the worker keeps its own log too (the original Ananta's worker /logs)
     assert!(
         s.worker
             .logs(&LogQuery::task(task.id))
@@ -175,7 +175,7 @@ async fn run_until_done_feeds_output_back_and_renders_the_template() {
         .await
         .unwrap();
 
-    let report = s.hub.run(task.id, &RunLimits::steps(10)).await.unwrap();
+    let report = s.hub.run(task.id, &StepLimits::steps(10)).await.unwrap();
     assert_eq!(
         report.stop,
         StopReason::Done {
@@ -217,7 +217,7 @@ async fn step_and_token_budgets_stop_a_run() {
         .assign(task.id, AgentId::new("w1").unwrap())
         .await
         .unwrap();
-    let report = s.hub.run(task.id, &RunLimits::steps(3)).await.unwrap();
+    let report = s.hub.run(task.id, &StepLimits::steps(3)).await.unwrap();
     assert_eq!(report.stop, StopReason::StepBudget);
     assert_eq!(report.steps, 3);
     let stored = s.hub.get_task(task.id).await.unwrap();
@@ -228,7 +228,7 @@ async fn step_and_token_budgets_stop_a_run() {
 
     let report = s
         .hub
-        .run(task.id, &RunLimits::steps(100).max_tokens(1))
+        .run(task.id, &StepLimits::steps(100).max_tokens(1))
         .await
         .unwrap();
     assert_eq!(report.stop, StopReason::TokenBudget);
@@ -247,7 +247,7 @@ async fn cancellation_kills_the_running_command() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let limits = RunLimits::steps(5).cancel(cancel.clone());
+    let limits = StepLimits::steps(5).cancel(cancel.clone());
     let trigger = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -420,7 +420,7 @@ async fn worker_runs_a_task_without_a_hub() {
         .unwrap();
     let mut task = NewTask::new("solo").into_task().unwrap();
     let report = worker
-        .run(&mut task, None, &RunLimits::steps(5))
+        .run(&mut task, None, &StepLimits::steps(5))
         .await
         .unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@
 //!
 //! Routers ask [`Auth::authorize`] with the [`Access`] a route needs; the answer is either the
 //! [`Principal`] who made the request or an [`ApiError`] (401 without valid credentials, 403
-//! with a role that is too low). Without a system token the server runs in the seed's insecure
+//! with a role that is too low). Without a system token the server runs in the original Ananta's insecure
 //! mode: every route is open ([`Auth::is_open`], [`Auth::warn_if_open`]).
 
 use std::collections::BTreeMap;

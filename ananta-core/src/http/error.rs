@@ -357,7 +357,7 @@ async fn read_json<T: DeserializeOwned, S: Send + Sync>(
         let mime = ct.split(';').next().unwrap_or_default().trim().to_string();
         let json = mime == "application/json" || mime.ends_with("+json");
         // curl -d sends form encoding by default; the body is still read as JSON when it
-        // parses (the seed accepted it), otherwise the type is the complaint.
+        // parses (the original Ananta accepted it), otherwise the type is the complaint.
         if !json && mime != "application/x-www-form-urlencoded" && !mime.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -1,4 +1,4 @@
-//! The hub's router: the seed's hub API over a [`Hub`].
+//! The hub's router: the original Ananta's hub API over a [`Hub`].
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -73,7 +73,10 @@ impl HubApi {
                 auth: Auth::open(),
                 options: HttpOptions::named("hub"),
                 settings: Arc::new(RwLock::new(HubSettings::default())),
-                client: reqwest::Client::new(),
+                client: {
+                    crate::tls::install_default_provider();
+                    reqwest::Client::new()
+                },
                 document: Arc::new(openapi::document("Ananta hub", HUB_ROUTES)),
             },
         }
@@ -214,7 +217,7 @@ impl HubApi {
     }
 }
 
-/// The hub's router with every endpoint of the seed's hub API, open (no token) and with
+/// The hub's router with every endpoint of the original Ananta's hub API, open (no token) and with
 /// default options; see [`HubApi`] for authentication, options and agent monitoring.
 pub fn hub_router(hub: Hub) -> Router {
     HubApi::new(hub).router()
@@ -573,7 +576,7 @@ async fn assign(
                     info.card.name
                 }
                 None => {
-                    // The seed's way: any worker URL with its token. Ask it who it is.
+                    // The original Ananta's way: any worker URL with its token. Ask it who it is.
                     let mut card = AgentCard::in_process(agent_id("unnamed")?);
                     card.endpoint = AgentEndpoint::Url(url.clone());
                     card.validate().map_err(Error::from)?;

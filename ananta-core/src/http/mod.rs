@@ -1,11 +1,11 @@
-//! HTTP for the Hub and the Worker (feature `http`): axum routers with the seed's API,
+//! HTTP for the Hub and the Worker (feature `http`): axum routers with the original Ananta's API,
 //! authentication and roles, the remote-agent client, registration and heartbeats,
 //! server-sent events and an OpenAPI document.
 //!
-//! - [`hub_router`] / [`HubApi`]: every endpoint of the seed's hub (tasks, templates,
+//! - [`hub_router`] / [`HubApi`]: every endpoint of the original Ananta's hub (tasks, templates,
 //!   assignment, forwarded steps, logs, `/register`, `/agents`, `/events`), plus approvals;
 //!   [`HubApi::monitor`] marks agents offline after missed heartbeats or failed health checks.
-//! - [`worker_router`] / [`WorkerApi`]: the seed's worker (`/step/propose`, `/step/execute`
+//! - [`worker_router`] / [`WorkerApi`]: the original Ananta's worker (`/step/propose`, `/step/execute`
 //!   with idempotency keys, `/logs`, `/config`); [`WorkerApi::join_hub`] registers and
 //!   heartbeats.
 //! - [`RemoteAgent`]: the [`AgentClient`](crate::AgentClient) a hub reaches a worker through,

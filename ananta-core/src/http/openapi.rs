@@ -248,7 +248,7 @@ pub static HUB_ROUTES: &[RouteSpec] = &{
             .body(s::<AssignBody>)
             .ok(200, Some(s::<Task>)),
         route("POST", "/tasks/{id}/step/propose", Write)
-            .summary("Asks the assigned agent for the next step (forwarded with the agent's token); a body, e.g. the seed's `prompt`, is accepted and ignored: the task's template and history make the prompt")
+            .summary("Asks the assigned agent for the next step (forwarded with the agent's token); a body, e.g. the original Ananta's `prompt`, is accepted and ignored: the task's template and history make the prompt")
             .optional_body(any_json)
             .ok(200, Some(s::<Proposed>)),
         route("POST", "/tasks/{id}/step/execute", Write)

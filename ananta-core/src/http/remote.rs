@@ -1,6 +1,6 @@
 //! The client side of the HTTP API: [`RemoteAgent`], through which a hub reaches a worker
 //! behind HTTP, and [`HubClient`], through which a worker registers with its hub and keeps
-//! its registration alive (the seed's heartbeat).
+//! its registration alive (the original Ananta's heartbeat).
 //!
 //! Both read the server's error body (`{"error": {"code", "message", "details"?}}`, see
 //! [`ErrorBody`]) back into the [`AgentError`] the worker had, so a refusal on the worker is
@@ -23,7 +23,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::agent::{AgentClient, ExecuteRequest, ProposeRequest};
-use crate::error::{AgentError, ExecError};
+use crate::error::{AgentError, ExecError, error_chain, parse_retry_after};
 use crate::http::error::{ErrorBody, ErrorInfo};
 use crate::http::types::{HealthResponse, IDEMPOTENCY_HEADER, RegisterRequest, RegisterResponse};
 use crate::ids::TaskId;
@@ -120,6 +120,7 @@ fn parse_base_url(url: String, what: &str) -> Result<String, AgentError> {
 
 /// A `reqwest` client with this connect timeout.
 fn build_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    crate::tls::install_default_provider();
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
         .build()
@@ -167,21 +168,6 @@ impl Failure {
     }
 }
 
-/// `e` and its sources, joined with `: `.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = s.source();
-    }
-    message
-}
-
 /// Maps a `reqwest` failure (no usable answer) for the request `target` (`"POST <url>"`).
 fn transport_failure(e: reqwest::Error, target: &str, timeout: Duration) -> Failure {
     let builder = e.is_builder();
@@ -208,16 +194,11 @@ fn transport_failure(e: reqwest::Error, target: &str, timeout: Duration) -> Fail
     }
 }
 
-/// The `Retry-After` header in seconds (the HTTP-date form is ignored).
+/// The server's requested delay: `retry-after-ms`, then `Retry-After` as seconds or an HTTP
+/// date ([`parse_retry_after`]).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    parse_retry_after(header("retry-after-ms"), header("retry-after"))
 }
 
 /// `text` without `prefix` (the server's message repeats the error's own Display prefix).
@@ -378,7 +359,7 @@ fn execute_delay(retry: u32, retry_after: Option<Duration>) -> Duration {
 }
 
 /// A hub's handle on a worker behind HTTP: an [`AgentClient`] that forwards propose and
-/// execute to the worker's API at a base URL (the seed's `agent_url`).
+/// execute to the worker's API at a base URL (the original Ananta's `agent_url`).
 ///
 /// - `propose` is `POST {base}/step/propose` and is never retried (it costs LLM tokens);
 /// - `execute` is `POST {base}/step/execute` with an `idempotency-key` header (a fresh ULID
@@ -622,7 +603,7 @@ impl AgentClient for RemoteAgent {
 }
 
 /// A worker's client of its hub: registration (`POST {hub}/register`) and the heartbeat,
-/// which — as in the seed — is the same registration sent again on an interval.
+/// which — as in the original Ananta — is the same registration sent again on an interval.
 ///
 /// The credential (the hub's `AGENT_TOKEN` or a user's JWT, sent as a Bearer token) is
 /// shared by all clones and can be switched with [`set_credential`](Self::set_credential).

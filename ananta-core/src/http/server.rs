@@ -22,7 +22,7 @@ use super::auth::{Access, Auth};
 use super::error::ApiError;
 use super::openapi::RouteSpec;
 
-/// Which origins may call the API from a browser (the seed's dashboard talks to agents
+/// Which origins may call the API from a browser (the original Ananta's dashboard talks to agents
 /// directly).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Cors {

@@ -27,12 +27,12 @@ pub struct HealthResponse {
 }
 
 /// `POST /register` on a hub: a worker announces itself (and, sent again on an interval, its
-/// heartbeat — as the seed's workers did).
+/// heartbeat — as the original Ananta's workers did).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RegisterRequest {
     /// The worker's unique name.
     pub name: AgentId,
-    /// The worker's base URL (the seed's `agent_url`), e.g. `http://127.0.0.1:5001`.
+    /// The worker's base URL (the original Ananta's `agent_url`), e.g. `http://127.0.0.1:5001`.
     pub agent_url: String,
     /// The token the hub must send the worker (its `AGENT_TOKEN`), if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,7 +97,7 @@ pub struct RegisterResponse {
 }
 
 /// `POST /step/propose` on a worker: the task (with its history) and its template — what a
-/// hub forwards — or, as in the seed, just a `prompt` for a one-off task.
+/// hub forwards — or, as in the original Ananta, just a `prompt` for a one-off task.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerProposeBody {
     /// The task (a hub sends it).
@@ -106,13 +106,13 @@ pub struct WorkerProposeBody {
     /// The task's template.
     #[serde(default)]
     pub template: Option<Template>,
-    /// A one-off instruction when no task is given (the seed's `{"prompt": …}`).
+    /// A one-off instruction when no task is given (the original Ananta's `{"prompt": …}`).
     #[serde(default)]
     pub prompt: Option<String>,
 }
 
 /// `POST /step/execute` on a worker: the task and a command (or the task's proposal), or, as
-/// in the seed, just a `command` (with an optional `task_id` for the log).
+/// in the original Ananta, just a `command` (with an optional `task_id` for the log).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerExecuteBody {
     /// The task (a hub sends it; its pending proposal runs when `command` is absent).
@@ -198,7 +198,7 @@ pub struct TasksQuery {
     pub limit: Option<usize>,
 }
 
-/// `GET /logs` and `GET /tasks/{id}/logs`: the seed's `?limit=&task_id=`, paging with
+/// `GET /logs` and `GET /tasks/{id}/logs`: the original Ananta's `?limit=&task_id=`, paging with
 /// `before_seq`, and `follow=true` for a live stream (server-sent events) of a task's log.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct LogsQuery {
@@ -232,7 +232,7 @@ pub struct PatchQuery {
     pub expected_version: Option<u64>,
 }
 
-/// `POST /tasks/{id}/assign`: an agent by name, or — as in the seed — by URL with the token
+/// `POST /tasks/{id}/assign`: an agent by name, or — as in the original Ananta — by URL with the token
 /// the hub must send it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct AssignBody {

@@ -1,4 +1,4 @@
-//! The worker's router: the seed's worker API over a [`Worker`], with idempotent execution,
+//! The worker's router: the original Ananta's worker API over a [`Worker`], with idempotent execution,
 //! and the worker's side of registration (joining a hub, heartbeats, token rotation).
 
 use std::collections::{HashMap, VecDeque};
@@ -183,7 +183,7 @@ impl WorkerApi {
     }
 }
 
-/// The worker's router with every endpoint of the seed's worker API, open (no token) and with
+/// The worker's router with every endpoint of the original Ananta's worker API, open (no token) and with
 /// default options; see [`WorkerApi`] for authentication, options and joining a hub.
 pub fn worker_router(worker: Worker) -> Router {
     WorkerApi::new(worker).router()

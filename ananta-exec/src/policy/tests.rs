@@ -469,16 +469,16 @@ fn odd_inputs_are_denied_without_panicking() {
         }
     }
     // Arbitrary bytes never panic.
-    let mut seed = 0x2545_f491_u32;
+    let mut state = 0x2545_f491_u32;
     for _ in 0..300 {
-        let len = (seed % 64) as usize;
+        let len = (state % 64) as usize;
         let s: String = (0..len)
             .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 17;
-                seed ^= seed << 5;
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
                 let alphabet = b"ab $(){}[]|&;<>'\"`\\\n*?~=-#!";
-                alphabet[seed as usize % alphabet.len()] as char
+                alphabet[state as usize % alphabet.len()] as char
             })
             .collect();
         let _ = policy.decide(&s, PolicyMode::Approve);

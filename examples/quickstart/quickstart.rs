@@ -16,11 +16,11 @@ use std::sync::Arc;
 use ananta_core::TaskStore;
 use ananta_core::{
     AgentId, EventKind, Executor, Hub, LlmProvider, LogQuery, NewTask, NewTemplate, Proposed,
-    RunLimits, StopReason, Worker,
+    StepLimits, StopReason, Worker,
 };
-use ananta_examples::DemoGuard;
 use ananta_exec::ShellExecutor;
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
+use ananta_quickstart::DemoGuard;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -153,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
     hub.assign(task.id, worker.name().clone()).await?;
     println!("assigned to {}\n", worker.name());
 
-    let result = hub.run(task.id, &RunLimits::steps(5)).await;
+    let result = hub.run(task.id, &StepLimits::steps(5)).await;
     while let Ok(event) = events.try_recv() {
         match event.kind {
             EventKind::StepProposed { proposed, .. } => match *proposed {

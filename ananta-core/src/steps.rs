@@ -10,7 +10,7 @@ use crate::task::{Proposal, Proposed, StepRecord, TokenUsage};
 
 /// Budgets and cancellation of an autonomous run.
 #[derive(Debug, Clone)]
-pub struct RunLimits {
+pub struct StepLimits {
     /// Most steps (executed commands) in this run.
     pub max_steps: u32,
     /// Most tokens (prompt + completion, as reported by the provider) in this run.
@@ -19,7 +19,7 @@ pub struct RunLimits {
     pub cancel: CancellationToken,
 }
 
-impl Default for RunLimits {
+impl Default for StepLimits {
     fn default() -> Self {
         Self {
             max_steps: 10,
@@ -29,7 +29,7 @@ impl Default for RunLimits {
     }
 }
 
-impl RunLimits {
+impl StepLimits {
     /// At most `max_steps` steps, no token budget.
     pub fn steps(max_steps: u32) -> Self {
         Self {
@@ -76,7 +76,7 @@ pub enum StopReason {
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct RunReport {
+pub struct StepReport {
     /// Why it stopped.
     pub stop: StopReason,
     /// Steps executed in this run.
@@ -94,9 +94,9 @@ pub(crate) trait StepDriver {
 /// propose → execute until done, a budget, or cancellation.
 pub(crate) async fn drive<D: StepDriver>(
     driver: &mut D,
-    limits: &RunLimits,
-) -> Result<RunReport, Error> {
-    let mut report = RunReport {
+    limits: &StepLimits,
+) -> Result<StepReport, Error> {
+    let mut report = StepReport {
         stop: StopReason::StepBudget,
         steps: 0,
         usage: TokenUsage::default(),
