@@ -13,9 +13,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, LoginRequest, LoginResponse, RateBucket};
+use super::client::RemoteAgent;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, OptionalBody};
 use super::openapi::{self, HUB_ROUTES};
-use super::remote::RemoteAgent;
 use super::server::{ClientIp, HttpOptions, finish, login_answer};
 use super::types::{
     AssignBody, CommandBody, HealthResponse, HubSettings, HubStepBody, LogsQuery, PatchQuery,

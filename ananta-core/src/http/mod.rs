@@ -17,6 +17,26 @@
 //! Every error is `{"error": {"code", "message", "details"?}}` ([`ApiError`]) with a fitting
 //! status; `GET /openapi.json` describes the whole API ([`openapi::document`]).
 //!
+//! # Errors of the clients
+//!
+//! [`RemoteAgent`] and [`HubClient`] read the server's error body back into the
+//! [`AgentError`](crate::error::AgentError) the worker had, so a refusal on the worker is the
+//! same typed refusal on the hub:
+//!
+//! | answer | error |
+//! |---|---|
+//! | `command_denied` (details `rule`, `reason`) | `AgentError::Exec(ExecError::Denied { rule, reason })` |
+//! | `approval_required` (details `reasons`) | `AgentError::Exec(ExecError::NeedsApproval { reasons })` |
+//! | `invalid_command` | `AgentError::Exec(ExecError::InvalidRequest(message))` |
+//! | `sandbox_unavailable` | `AgentError::Exec(ExecError::SandboxUnavailable(message))` |
+//! | `no_proposal` | `AgentError::NoCommand(task)`, the request's task |
+//! | any other non-2xx, JSON or not | `AgentError::Rejected { status, message: "<code>: <message>" }` |
+//! | a 2xx whose body does not parse | `AgentError::Rejected { status, message: "invalid response: …" }` |
+//! | no answer within the configured time | `AgentError::Timeout(that time)` |
+//! | connection refused, reset, DNS… | `AgentError::Unreachable(text naming the URL)` |
+//!
+//! # Serving
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use ananta_core::http::{Auth, HttpOptions, HubApi, serve, shutdown_signal};
@@ -34,11 +54,11 @@
 //! ```
 
 pub mod auth;
+mod client;
 pub mod error;
 mod events;
 mod hub_routes;
 pub mod openapi;
-pub mod remote;
 mod server;
 pub mod types;
 mod worker_routes;
@@ -46,10 +66,10 @@ mod worker_routes;
 pub use auth::{
     Access, Auth, AuthBuilder, AuthError, LoginRequest, LoginResponse, Principal, RateBucket, Role,
 };
+pub use client::{HubClient, RemoteAgent};
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ErrorInfo, OptionalBody};
 pub use hub_routes::{HubApi, hub_router};
 pub use openapi::{HUB_ROUTES, RouteSpec, WORKER_ROUTES};
-pub use remote::{HubClient, RemoteAgent};
 pub use server::{Cors, HttpOptions, serve, shutdown_signal};
 pub use types::*;
 pub use worker_routes::{WorkerApi, worker_router};

@@ -13,10 +13,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, LoginRequest, LoginResponse};
+use super::client::HubClient;
 use super::error::{ApiError, ApiJson, ApiQuery};
 use super::hub_routes::{log_query, merge};
 use super::openapi::{self, WORKER_ROUTES};
-use super::remote::HubClient;
 use super::server::{ClientIp, HttpOptions, finish, login_answer};
 use super::types::{
     HealthResponse, IDEMPOTENCY_HEADER, LogsQuery, RegisterRequest, RegisterResponse,
