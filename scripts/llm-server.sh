@@ -3,7 +3,7 @@
 #
 #   scripts/llm-server.sh prepare      build or reuse llama-server and the model (cached)
 #   scripts/llm-server.sh start        start it on 127.0.0.1 on a free port; prints the base URL
-#   scripts/llm-server.sh stop         stop the server started by `start`
+#   scripts/llm-server.sh stop [URL]   stop the server `start` started (at URL; default: the last)
 #   scripts/llm-server.sh env          print `export ANANTA_TEST_OPENAI_URL=...` for a running server
 #
 # Everything is cached under ${ANANTA_CACHE:-~/.cache/ananta}:
@@ -116,7 +116,6 @@ start() {
     local model bin port
     model="$(prepare_model)"
     bin="$(prepare_server)"
-    stop_quiet
     mkdir -p "$RUN_DIR"
     port="$(free_port)"
     log "starting llama-server on 127.0.0.1:$port"
@@ -124,10 +123,12 @@ start() {
         nohup "$bin" -m "$model" --alias smollm2-135m --host 127.0.0.1 --port "$port" \
         --embeddings --pooling mean -c 4096 -t "$JOBS" --parallel 1 \
         >"$RUN_DIR/server.log" 2>&1 &
-    echo $! >"$RUN_DIR/pid"
+    local pid=$!
+    # One pid file per port: concurrent runs never stop each other's server.
+    echo "$pid" >"$RUN_DIR/pid.$port"
     echo "http://127.0.0.1:$port/v1" >"$RUN_DIR/url"
     for _ in $(seq 1 120); do
-        if ! kill -0 "$(cat "$RUN_DIR/pid")" 2>/dev/null; then
+        if ! kill -0 "$pid" 2>/dev/null; then
             log "llama-server exited; its log:"
             tail -n 30 "$RUN_DIR/server.log" >&2
             exit 1
@@ -141,21 +142,47 @@ start() {
     done
     log "llama-server did not become healthy within 120 s; its log:"
     tail -n 30 "$RUN_DIR/server.log" >&2
-    stop_quiet
+    stop_port "$port"
     exit 1
 }
 
-stop_quiet() {
-    if [[ -f "$RUN_DIR/pid" ]]; then
-        kill "$(cat "$RUN_DIR/pid")" 2>/dev/null || true
-        rm -f "$RUN_DIR/pid" "$RUN_DIR/url"
+# Whether process $1 is the llama-server this script started on port $2 (its binary and its
+# port on the command line): a recycled pid or someone else's server is never ours.
+ours() {
+    local cmdline
+    cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == "$SERVER_DIR/bin/llama-server "* && "$cmdline" == *" --port $2 "* ]]
+}
+
+stop_port() {
+    local port="$1" file="$RUN_DIR/pid.$1" pid
+    [[ -f "$file" ]] || return 0
+    pid="$(cat "$file")"
+    if ours "$pid" "$port"; then
+        kill "$pid" 2>/dev/null || true
     fi
+    rm -f "$file"
+    if [[ -f "$RUN_DIR/url" && "$(cat "$RUN_DIR/url")" == "http://127.0.0.1:$port/v1" ]]; then
+        rm -f "$RUN_DIR/url"
+    fi
+}
+
+stop() {
+    local url="${1:-}"
+    if [[ -z "$url" && -f "$RUN_DIR/url" ]]; then
+        url="$(cat "$RUN_DIR/url")"
+    fi
+    [[ -n "$url" ]] || return 0
+    local port="${url#http://127.0.0.1:}"
+    port="${port%%/*}"
+    [[ "$port" =~ ^[0-9]+$ ]] || { log "not a URL this script started: $url"; exit 2; }
+    stop_port "$port"
 }
 
 case "${1:-}" in
     prepare) prepare_model >/dev/null; prepare_server >/dev/null ;;
     start) start ;;
-    stop) stop_quiet ;;
+    stop) stop "${2:-}" ;;
     env) [[ -f "$RUN_DIR/url" ]] && echo "export ANANTA_TEST_OPENAI_URL=$(cat "$RUN_DIR/url")" ;;
     *) echo "usage: $0 prepare|start|stop|env" >&2; exit 2 ;;
 esac

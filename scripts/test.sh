@@ -16,7 +16,7 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
 if [[ -z "${ANANTA_TEST_OPENAI_URL:-}" ]]; then
     url="$(scripts/llm-server.sh start)"
-    trap 'scripts/llm-server.sh stop' EXIT
+    trap 'scripts/llm-server.sh stop "$url"' EXIT
     export ANANTA_TEST_OPENAI_URL="$url"
 fi
 echo "real LLM server for the tests: $ANANTA_TEST_OPENAI_URL" >&2
