@@ -319,6 +319,24 @@ impl Hub {
         Ok(info)
     }
 
+    /// Registers an in-process `worker` in one call: its [card](Worker::card) (its
+    /// specialisation as the description matching reads) and the worker itself as the client
+    /// the Hub forwards steps to.
+    ///
+    /// ```
+    /// # async fn demo(hub: ananta_core::Hub, worker: ananta_core::Worker) -> Result<(), ananta_core::Error> {
+    /// let info = hub.register_worker(&worker).await?;
+    /// assert_eq!(&info.card.name, worker.name());
+    /// # Ok(()) }
+    /// ```
+    pub async fn register_worker(
+        &self,
+        worker: &crate::worker::Worker,
+    ) -> Result<AgentInfo, Error> {
+        self.register_agent(worker.card(), Arc::new(worker.clone()))
+            .await
+    }
+
     /// Registers `card`, returning the agent as it was before (if known) and as it is now.
     async fn register_card(
         &self,

@@ -30,7 +30,7 @@
 //! ```text
 //! let hub = Hub::builder().store(Arc::new(MemoryStore::new())).build()?;
 //! let worker = Worker::builder(AgentId::new("w1")?).llm(llm).executor(executor).build()?;
-//! hub.register_agent(worker.card(), Arc::new(worker.clone())).await?;
+//! hub.register_worker(&worker).await?;
 //! let task = hub.create_task(NewTask::new("List the files")).await?;
 //! hub.assign(task.id, worker.name().clone()).await?;
 //! hub.run(task.id, &StepLimits::steps(5)).await?;

@@ -352,6 +352,36 @@ impl ProviderHealth {
 /// Implementations live in `ananta-llm` (Ollama, OpenAI-compatible servers, a scripted provider
 /// for demos and tests, and resilience wrappers), and `MockLlmProvider` with feature `mocks`.
 /// Use it as `Arc<dyn LlmProvider>`; `Arc<P>` and `Box<P>` implement it too.
+///
+/// Only [`name`](Self::name) and [`complete`](Self::complete) are required: streaming falls
+/// back to one chunk holding the whole answer, [`embed`](Self::embed) answers
+/// [`LlmError::Unsupported`], and [`health`](Self::health) reports reachable without asking
+/// anything. An in-process or custom model implements the two and overrides what it offers:
+///
+/// ```
+/// use ananta_core::llm::{ChatRequest, ChatResponse, LlmProvider};
+/// use ananta_core::error::LlmError;
+/// use futures::StreamExt;
+///
+/// struct Echo;
+/// #[async_trait::async_trait]
+/// impl LlmProvider for Echo {
+///     fn name(&self) -> &str { "echo" }
+///     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError> {
+///         let last = request.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+///         Ok(ChatResponse::text(last))
+///     }
+/// }
+/// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+/// let request = ChatRequest::new(vec![ananta_core::llm::ChatMessage::user("hi")]);
+/// let mut stream = Echo.complete_stream(request).await?;
+/// assert_eq!(stream.next().await.transpose()?.map(|c| c.delta).as_deref(), Some("hi"));
+/// assert!(matches!(Echo.embed(vec!["x".into()]).await, Err(LlmError::Unsupported { .. })));
+/// assert!(Echo.health().await?.reachable);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait LlmProvider: Send + Sync {
@@ -362,15 +392,36 @@ pub trait LlmProvider: Send + Sync {
     /// answer is JSON text that the provider asked the server to fit to the schema.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, LlmError>;
 
-    /// Completes the conversation as a stream of chunks.
-    async fn complete_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError>;
+    /// Completes the conversation as a stream of chunks. By default: [`complete`](Self::complete),
+    /// then its whole answer as one chunk.
+    async fn complete_stream(&self, request: ChatRequest) -> Result<ChatStream, LlmError> {
+        let response = self.complete(request).await?;
+        let chunk = ChatChunk {
+            delta: response.content,
+            usage: response.usage,
+            finish_reason: response.finish_reason.or(Some(FinishReason::Stop)),
+            tool_calls: response.tool_calls,
+        };
+        Ok(Box::pin(futures::stream::iter([Ok(chunk)])))
+    }
 
-    /// Embeds each input text; one vector per input, in order.
-    async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError>;
+    /// Embeds each input text; one vector per input, in order. By default
+    /// [`LlmError::Unsupported`].
+    async fn embed(&self, inputs: Vec<String>) -> Result<Vec<Vec<f32>>, LlmError> {
+        let _ = inputs;
+        Err(LlmError::Unsupported {
+            provider: self.name().to_string(),
+            operation: "embeddings".into(),
+        })
+    }
 
     /// Checks that the server is reachable and lists its models. An unreachable server is
     /// `Ok` with [`ProviderHealth::reachable`] false; `Err` means it answered with an error.
-    async fn health(&self) -> Result<ProviderHealth, LlmError>;
+    /// By default reachable, with no models listed and nothing asked (an in-process model is
+    /// always there).
+    async fn health(&self) -> Result<ProviderHealth, LlmError> {
+        Ok(ProviderHealth::up(Duration::ZERO, Vec::new()))
+    }
 }
 
 macro_rules! forward_provider {

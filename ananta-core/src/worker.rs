@@ -226,7 +226,7 @@ struct WorkerInner {
 /// An agent that proposes shell commands with an LLM and runs them with an executor.
 ///
 /// Cheap to clone (shared state). It implements [`AgentClient`], so a Hub can use it
-/// in-process: `hub.register_agent(worker.card(), Arc::new(worker.clone()))`.
+/// in-process: `hub.register_worker(&worker)`.
 #[derive(Clone)]
 pub struct Worker {
     inner: Arc<WorkerInner>,
@@ -289,6 +289,8 @@ impl Worker {
     /// An in-process card for registering this worker with a Hub.
     pub fn card(&self) -> AgentCard {
         let mut card = AgentCard::in_process(self.inner.settings.name.clone());
+        // The specialisation is what the agent is good at: matching reads the description.
+        card.description = self.inner.settings.specialisation.clone();
         card.system_prompt = self.inner.settings.specialisation.clone();
         card
     }

@@ -96,9 +96,7 @@ async fn main() -> anyhow::Result<()> {
         .temperature(0.0)
         .max_tokens(256)
         .build()?;
-    let info = hub
-        .register_agent(worker.card(), Arc::new(worker.clone()))
-        .await?;
+    let info = hub.register_worker(&worker).await?;
 
     println!("Ananta quickstart");
     println!("  LLM:       {label}");

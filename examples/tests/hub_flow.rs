@@ -36,9 +36,7 @@ async fn setup(llm: ScriptedProvider) -> Setup {
         ))
         .build()
         .unwrap();
-    hub.register_agent(worker.card(), Arc::new(worker.clone()))
-        .await
-        .unwrap();
+    hub.register_worker(&worker).await.unwrap();
     Setup {
         hub,
         worker,

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::error::ApiQuery;
+use super::extract::ApiQuery;
 use super::hub_routes::HubCtx;
 use super::types::{EventsQuery, LogsQuery};
 use crate::ids::TaskId;

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, LoginRequest, LoginResponse, RateBucket};
 use super::client::RemoteAgent;
-use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, OptionalBody};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiPath, ApiQuery, OptionalBody};
 use super::openapi::{self, HUB_ROUTES};
 use super::server::{ClientIp, HttpOptions, finish, login_answer};
 use super::types::{

@@ -57,6 +57,7 @@ pub mod auth;
 mod client;
 pub mod error;
 mod events;
+mod extract;
 mod hub_routes;
 pub mod openapi;
 mod server;
@@ -67,7 +68,8 @@ pub use auth::{
     Access, Auth, AuthBuilder, AuthError, LoginRequest, LoginResponse, Principal, RateBucket, Role,
 };
 pub use client::{HubClient, RemoteAgent};
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody, ErrorInfo, OptionalBody};
+pub use error::{ApiError, ErrorBody, ErrorInfo};
+pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalBody};
 pub use hub_routes::{HubApi, hub_router};
 pub use openapi::{HUB_ROUTES, RouteSpec, WORKER_ROUTES};
 pub use server::{Cors, HttpOptions, serve, shutdown_signal};

@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, LoginRequest, LoginResponse};
 use super::client::HubClient;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
 use super::hub_routes::{log_query, merge};
 use super::openapi::{self, WORKER_ROUTES};
 use super::server::{ClientIp, HttpOptions, finish, login_answer};
