@@ -319,7 +319,7 @@ impl Hub {
         Ok(info)
     }
 
-    /// Registers an in-process `worker` in one call: its [card](Worker::card) (its
+    /// Registers an in-process `worker` in one call: its [card](crate::worker::Worker::card) (its
     /// specialisation as the description matching reads) and the worker itself as the client
     /// the Hub forwards steps to.
     ///

@@ -117,7 +117,7 @@ impl HubClient {
 
     /// `POST {hub}/register` once.
     ///
-    /// Errors map like [`RemoteAgent`]'s: an error answer is [`AgentError::Rejected`] with
+    /// Errors map like [`RemoteAgent`](super::RemoteAgent)'s: an error answer is [`AgentError::Rejected`] with
     /// its status (429 included), no answer is [`AgentError::Unreachable`] or
     /// [`AgentError::Timeout`]. Callers treat 5xx, 429 and no answer as transient.
     pub async fn register(
