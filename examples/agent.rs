@@ -1,6 +1,6 @@
 //! A runnable Ananta agent host over HTTP — the original Ananta's `python -m agent.ai_agent`.
 //!
-//! `ROLE=hub cargo run --example agent` starts a hub; `ROLE=worker` (the default) a worker.
+//! `ROLE=hub cargo run -p ananta-examples --example agent` starts a hub; `ROLE=worker` (the default) a worker.
 //! Everything is configured by environment:
 //!
 //! | variable | meaning | default |

@@ -1,7 +1,7 @@
 //! One command through Ananta's command policy and Linux sandbox, as a black box:
 //!
 //! ```sh
-//! cargo run --example exec -- [--mode read_only|approve|auto|off] [--workspace DIR] \
+//! cargo run -p ananta-examples --example exec -- [--mode read_only|approve|auto|off] [--workspace DIR] \
 //!     [--allow-network] [--timeout SECS] -- 'COMMAND'
 //! ```
 //!

@@ -2,7 +2,7 @@
 //! best, and the plan runs as a pipeline — in parallel where it can, each task seeing the
 //! outputs it depends on.
 //!
-//! `cargo run --example orchestrate`
+//! `cargo run -p ananta-examples --example orchestrate`
 //!
 //! Five text agents are registered with a Hub as node agents (researcher, summariser,
 //! translator, code reviewer, data analyst). For the two example prompts of the original Ananta — a three-step

@@ -9,6 +9,48 @@ use std::time::Duration;
 use crate::ids::{AgentId, ParseIdError, TaskId, TemplateId};
 use crate::task::TaskStatus;
 
+/// A value a caller gave breaks a rule (a blank title, too many tags, a temperature out of
+/// range): which field, and the message naming the rule. `?` turns it into
+/// [`Error::InvalidInput`] or [`StoreError::InvalidInput`].
+///
+/// ```
+/// use ananta_core::NewTask;
+///
+/// let err = NewTask::new("  ").into_task().unwrap_err();
+/// assert_eq!(err.field, "title");
+/// assert_eq!(err.to_string(), "title must not be empty");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidInput {
+    /// The field (or setting) that breaks the rule.
+    pub field: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl InvalidInput {
+    /// `field` breaks a rule, as `message` says.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<InvalidInput> for Error {
+    fn from(e: InvalidInput) -> Self {
+        Error::InvalidInput(e.message)
+    }
+}
+
+impl From<InvalidInput> for StoreError {
+    fn from(e: InvalidInput) -> Self {
+        StoreError::InvalidInput(e.message)
+    }
+}
+
 /// Failures of an [`LlmProvider`](crate::llm::LlmProvider).
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

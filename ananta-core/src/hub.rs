@@ -212,7 +212,7 @@ impl Hub {
 
     /// Creates a task.
     pub async fn create_task(&self, new: NewTask) -> Result<Task, Error> {
-        let task = new.into_task().map_err(Error::InvalidInput)?;
+        let task = new.into_task()?;
         let task = self.inner.store.create_task(task).await?;
         self.publish(EventKind::TaskCreated {
             task: Box::new(task.clone()),

@@ -348,7 +348,7 @@ impl Hub {
             .status(TaskStatus::InProgress)
             .tag(RUN_TAG)
             .into_task()
-            .map_err(|e| OrchestrateError::Hub(Error::InvalidInput(e)))?;
+            .map_err(|e| OrchestrateError::Hub(e.into()))?;
         let active = ActiveRun::enter(self, run.id)?;
         let node_ids: HashMap<&str, TaskId> = plan
             .tasks

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::TransitionError;
+use crate::error::{InvalidInput, TransitionError};
 use crate::exec::ExecOutcome;
 use crate::ids::{AgentId, TaskId, TemplateId};
 
@@ -357,31 +357,41 @@ pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 /// Maximum number of tags on a task.
 pub const MAX_TAGS: usize = 64;
 
-fn validate_title(title: &str) -> Result<(), String> {
+fn validate_title(title: &str) -> Result<(), InvalidInput> {
     if title.trim().is_empty() {
-        return Err("title must not be empty".into());
+        return Err(InvalidInput::new("title", "title must not be empty"));
     }
     if title.len() > MAX_TITLE_LEN {
-        return Err(format!("title is longer than {MAX_TITLE_LEN} bytes"));
-    }
-    Ok(())
-}
-
-fn validate_description(description: &str) -> Result<(), String> {
-    if description.len() > MAX_DESCRIPTION_LEN {
-        return Err(format!(
-            "description is longer than {MAX_DESCRIPTION_LEN} bytes"
+        return Err(InvalidInput::new(
+            "title",
+            format!("title is longer than {MAX_TITLE_LEN} bytes"),
         ));
     }
     Ok(())
 }
 
-fn validate_tags(tags: &[String]) -> Result<(), String> {
+fn validate_description(description: &str) -> Result<(), InvalidInput> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(InvalidInput::new(
+            "description",
+            format!("description is longer than {MAX_DESCRIPTION_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tags(tags: &[String]) -> Result<(), InvalidInput> {
     if tags.len() > MAX_TAGS {
-        return Err(format!("more than {MAX_TAGS} tags"));
+        return Err(InvalidInput::new(
+            "tags",
+            format!("more than {MAX_TAGS} tags"),
+        ));
     }
     if let Some(bad) = tags.iter().find(|t| t.trim().is_empty() || t.len() > 64) {
-        return Err(format!("tag {bad:?} must be 1–64 non-blank bytes"));
+        return Err(InvalidInput::new(
+            "tags",
+            format!("tag {bad:?} must be 1–64 non-blank bytes"),
+        ));
     }
     Ok(())
 }
@@ -394,7 +404,7 @@ impl Task {
 
     /// Checks the caller-given fields (title, description, tags) by the same rules as
     /// [`NewTask::validate`]; stores call it on tasks they are handed.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_title(&self.title)?;
         validate_description(&self.description)?;
         validate_tags(&self.tags)
@@ -463,14 +473,14 @@ impl NewTask {
     }
 
     /// Checks the fields, returning a message naming the first problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_title(&self.title)?;
         validate_description(&self.description)?;
         validate_tags(&self.tags)
     }
 
     /// Builds the task (version 0, timestamps now) after validation.
-    pub fn into_task(self) -> Result<Task, String> {
+    pub fn into_task(self) -> Result<Task, InvalidInput> {
         self.validate()?;
         let now = Utc::now();
         Ok(Task {
@@ -558,7 +568,7 @@ impl TaskUpdate {
     }
 
     /// Checks the fields that are set.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         if let Some(title) = &self.title {
             validate_title(title)?;
         }
@@ -576,8 +586,7 @@ impl TaskUpdate {
     /// [`TaskStatus::is_active`]) also clears its lease. Does not touch `version` or `updated_at` (the store does).
     /// Every backend uses this so the rules live in one place.
     pub fn apply(&self, task: &mut Task) -> Result<(), crate::error::StoreError> {
-        use crate::error::StoreError;
-        self.validate().map_err(StoreError::InvalidInput)?;
+        self.validate()?;
         if let Some(status) = self.status {
             task.status.check_transition(task.id, status)?;
         }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::agent::{AgentCard, AgentClient, ExecuteRequest, ProposeRequest};
-use crate::error::{AgentError, Error, ExecError};
+use crate::error::{AgentError, Error, ExecError, InvalidInput};
 use crate::exec::{CommandGate, Decision, ExecRequest, Executor};
 use crate::ids::AgentId;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
@@ -70,20 +70,32 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     /// Checks the values.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return Err(format!("temperature {t} is outside 0.0..=2.0"));
+            return Err(InvalidInput::new(
+                "temperature",
+                format!("temperature {t} is outside 0.0..=2.0"),
+            ));
         }
         if self.output_budget < 100 {
-            return Err("output_budget must be at least 100 characters".into());
+            return Err(InvalidInput::new(
+                "output_budget",
+                "output_budget must be at least 100 characters",
+            ));
         }
         if self.history_steps == 0 {
-            return Err("history_steps must be at least 1".into());
+            return Err(InvalidInput::new(
+                "history_steps",
+                "history_steps must be at least 1",
+            ));
         }
         if self.model.as_ref().is_some_and(|m| m.trim().is_empty()) {
-            return Err("model must not be empty (leave it out for the provider's default)".into());
+            return Err(InvalidInput::new(
+                "model",
+                "model must not be empty (leave it out for the provider's default)",
+            ));
         }
         Ok(())
     }
@@ -276,7 +288,7 @@ impl Worker {
     /// Replaces the changeable settings (checked first; nothing changes when they are invalid).
     /// Steps already asking the LLM finish with the old settings.
     pub fn set_config(&self, config: WorkerConfig) -> Result<(), Error> {
-        config.validate().map_err(Error::InvalidInput)?;
+        config.validate()?;
         *self.inner.config.write().unwrap_or_else(|p| p.into_inner()) = config;
         Ok(())
     }

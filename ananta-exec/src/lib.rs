@@ -23,7 +23,7 @@
 //! assert!(policy.decide("rm -rf /", PolicyMode::Auto).is_deny());
 //! ```
 //!
-//! On Linux, [`ShellExecutor::with_sandbox`] confines every command with Landlock, seccomp,
+//! On Linux, [`ShellExecutor::sandboxed`] confines every command with Landlock, seccomp,
 //! a pids cgroup, resource limits and dropped privileges (see [`sandbox`]).
 //!
 //! Unix only.
@@ -36,7 +36,7 @@
 //! use std::time::Duration;
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-//! let executor = ShellExecutor::new(std::env::temp_dir()).with_timeout(Duration::from_secs(10));
+//! let executor = ShellExecutor::new(std::env::temp_dir()).timeout(Duration::from_secs(10));
 //! let outcome = runtime.block_on(executor.run(ExecRequest::new("echo hello"), None))?;
 //! assert_eq!(outcome.stdout, "hello\n");
 //! assert!(outcome.success());
@@ -55,6 +55,7 @@ pub mod redact;
 pub mod sandbox;
 mod shell;
 
+pub use ananta_core::exec::CommandGate;
 pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};
 #[cfg(target_os = "linux")]
 pub use sandbox::{Enforcement, Feature, KernelSupport, Limits, SandboxConfig, SandboxReport};

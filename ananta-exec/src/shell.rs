@@ -122,7 +122,7 @@ impl ShellExecutorConfig {
 ///
 /// Without a sandbox, a process that leaves the group (`setsid`, `setpgid`) escapes this
 /// supervision: the executor alone is a supervisor, not a sandbox. With one
-/// ([`with_sandbox`](Self::with_sandbox)), each command instead starts in its own session,
+/// ([`sandbox`](Self::sandbox)), each command instead starts in its own session,
 /// cannot leave it, and runs confined (see [`crate::sandbox`]).
 #[derive(Debug, Clone)]
 pub struct ShellExecutor {
@@ -133,6 +133,24 @@ impl ShellExecutor {
     /// An executor with default settings running commands in `workdir` by default.
     pub fn new(workdir: impl Into<PathBuf>) -> Self {
         Self::from_config(ShellExecutorConfig::new(workdir))
+    }
+
+    /// An executor running every command in `workspace` inside a strict sandbox
+    /// ([`SandboxConfig::strict`]: writes only there, no network, default limits); the
+    /// workspace is given once.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), ananta_core::ExecError> {
+    /// use ananta_exec::ShellExecutor;
+    ///
+    /// let executor = ShellExecutor::sandboxed("/srv/agents/task-7");
+    /// if let Some(report) = executor.sandbox_report()? {
+    ///     tracing::info!(?report, "the sandbox this kernel gives");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn sandboxed(workspace: impl Into<PathBuf>) -> Self {
+        Self::new(workspace).sandbox(SandboxConfig::strict())
     }
 
     /// An executor with the given settings.
@@ -146,42 +164,42 @@ impl ShellExecutor {
     }
 
     /// Sets the default timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
         self
     }
 
     /// Sets the time between SIGTERM and SIGKILL after a timeout.
-    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
         self.config.kill_grace = grace;
         self
     }
 
     /// Sets how long output is still read after the shell exited.
-    pub fn with_drain_window(mut self, window: Duration) -> Self {
+    pub fn drain_window(mut self, window: Duration) -> Self {
         self.config.drain_window = window;
         self
     }
 
     /// Sets the cap on kept stdout, in bytes.
-    pub fn with_stdout_cap(mut self, cap: usize) -> Self {
+    pub fn stdout_cap(mut self, cap: usize) -> Self {
         self.config.stdout_cap = cap;
         self
     }
 
     /// Sets the cap on kept stderr, in bytes.
-    pub fn with_stderr_cap(mut self, cap: usize) -> Self {
+    pub fn stderr_cap(mut self, cap: usize) -> Self {
         self.config.stderr_cap = cap;
         self
     }
 
     /// Sets both output caps, in bytes.
-    pub fn with_output_cap(self, cap: usize) -> Self {
-        self.with_stdout_cap(cap).with_stderr_cap(cap)
+    pub fn output_cap(self, cap: usize) -> Self {
+        self.stdout_cap(cap).stderr_cap(cap)
     }
 
     /// Replaces the list of variables inherited from the executor's environment.
-    pub fn with_env_allowlist<I, S>(mut self, names: I) -> Self
+    pub fn env_allowlist<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -191,7 +209,7 @@ impl ShellExecutor {
     }
 
     /// Adds one variable to the inherited list.
-    pub fn with_allowed_env(mut self, name: impl Into<String>) -> Self {
+    pub fn allowed_env(mut self, name: impl Into<String>) -> Self {
         let name = name.into();
         if !self.config.env_allowlist.contains(&name) {
             self.config.env_allowlist.push(name);
@@ -200,37 +218,43 @@ impl ShellExecutor {
     }
 
     /// Sets a variable for every command.
-    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.env.insert(key.into(), value.into());
         self
     }
 
     /// Sets the shell (run as `<shell> -c <command>`).
-    pub fn with_shell(mut self, shell: impl Into<PathBuf>) -> Self {
+    pub fn shell(mut self, shell: impl Into<PathBuf>) -> Self {
         self.config.shell = shell.into();
         self
     }
 
     /// Turns the Linux parent-death signal on or off (see
     /// [`ShellExecutorConfig::kill_on_parent_death`]).
-    pub fn with_kill_on_parent_death(mut self, on: bool) -> Self {
+    pub fn kill_on_parent_death(mut self, on: bool) -> Self {
         self.config.kill_on_parent_death = on;
         self
     }
 
-    /// Runs every command in a sandbox (see [`crate::sandbox`]).
-    pub fn with_sandbox(mut self, sandbox: SandboxConfig) -> Self {
+    /// Runs every command in a sandbox (see [`crate::sandbox`]). A sandbox without a
+    /// workspace ([`SandboxConfig::strict`]) confines writes to this executor's working
+    /// directory.
+    pub fn sandbox(mut self, mut sandbox: SandboxConfig) -> Self {
+        if sandbox.workspace.as_os_str().is_empty() {
+            sandbox.workspace = self.config.workdir.clone();
+        }
         self.config.sandbox = Some(sandbox);
         self
     }
 
-    /// What the sandbox applies on this kernel (`None` without a sandbox); in strict mode an
-    /// error when the kernel lacks a required feature, as every run would then fail.
-    pub fn sandbox_report(&self) -> Option<Result<crate::sandbox::SandboxReport, ExecError>> {
+    /// What the sandbox applies on this kernel: `Ok(None)` without a sandbox, and in strict
+    /// mode an error when the kernel lacks a required feature, as every run would then fail.
+    pub fn sandbox_report(&self) -> Result<Option<crate::sandbox::SandboxReport>, ExecError> {
         self.config
             .sandbox
             .as_ref()
             .map(|s| s.plan(crate::sandbox::KernelSupport::current()))
+            .transpose()
     }
 
     /// Checks the request and resolves working directory, environment and timeout. With a

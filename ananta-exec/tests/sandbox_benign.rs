@@ -81,8 +81,8 @@ async fn everyday_commands_run_in_a_strict_sandbox() {
         return;
     }
     let exec = ShellExecutor::new(&ws)
-        .with_sandbox(config)
-        .with_timeout(Duration::from_secs(180));
+        .sandbox(config)
+        .timeout(Duration::from_secs(180));
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/benign.toml"),
     )

@@ -287,15 +287,15 @@ async fn every_hostile_case_is_contained() {
         limits.max_address_space = 1 << 30;
         limits.max_cpu_seconds = 5;
         let config = SandboxConfig::new(&world.workspace)
-            .with_limits(limits)
-            .with_temp_parent(&world.sandbox_tmp);
+            .limits(limits)
+            .temp_parent(&world.sandbox_tmp);
         let exec = ShellExecutor::new(&world.workspace)
-            .with_timeout(TIMEOUT)
-            .with_kill_grace(GRACE)
-            .with_output_cap(64 * 1024)
-            .with_allowed_env("ANANTA_CORPUS_HOST_SECRET")
-            .with_env_allowlist(["LANG"])
-            .with_sandbox(config);
+            .timeout(TIMEOUT)
+            .kill_grace(GRACE)
+            .output_cap(64 * 1024)
+            .allowed_env("ANANTA_CORPUS_HOST_SECRET")
+            .env_allowlist(["LANG"])
+            .sandbox(config);
 
         let before_contents = world.contents();
         let before_meta = world.metadata();

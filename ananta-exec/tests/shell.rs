@@ -16,7 +16,7 @@ mod support;
 const PROMPT: Duration = Duration::from_secs(10);
 
 fn executor(dir: &Path) -> ShellExecutor {
-    ShellExecutor::new(dir).with_timeout(Duration::from_secs(30))
+    ShellExecutor::new(dir).timeout(Duration::from_secs(30))
 }
 
 async fn run(exec: &ShellExecutor, req: ExecRequest) -> ananta_core::exec::ExecOutcome {
@@ -125,7 +125,7 @@ async fn environment_is_an_allowlist() {
     // with `set_var` by std's environment lock; no C code reads the environment here.
     unsafe { std::env::set_var("ANANTA_TEST_SECRET", "hunter2") };
     let dir = tempfile::tempdir().unwrap();
-    let exec = executor(dir.path()).with_env("FIXED_VAR", "fixed");
+    let exec = executor(dir.path()).env("FIXED_VAR", "fixed");
 
     let out = run(
         &exec,
@@ -162,7 +162,7 @@ async fn environment_is_an_allowlist() {
     assert_eq!(out.stdout, "/nowhere");
     // An allowlisted variable with a secret-looking name comes through to the command, and
     // its value is redacted in what the command prints.
-    let exec = exec.with_allowed_env("ANANTA_TEST_SECRET");
+    let exec = exec.allowed_env("ANANTA_TEST_SECRET");
     let out = run(
         &exec,
         ExecRequest::new(
@@ -201,7 +201,7 @@ async fn invalid_requests_are_rejected() {
 #[tokio::test]
 async fn missing_shell_is_a_spawn_error() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = executor(dir.path()).with_shell("/nonexistent/ananta-shell");
+    let exec = executor(dir.path()).shell("/nonexistent/ananta-shell");
     match exec.run(ExecRequest::new("true"), None).await {
         Err(ExecError::Spawn(msg)) => assert!(msg.contains("/nonexistent/ananta-shell")),
         other => panic!("expected Spawn, got {other:?}"),
@@ -232,7 +232,7 @@ async fn timeout_kills_the_whole_group_promptly() {
 async fn term_ignoring_command_is_killed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let exec = executor(dir.path()).with_kill_grace(Duration::from_millis(500));
+    let exec = executor(dir.path()).kill_grace(Duration::from_millis(500));
     let started = Instant::now();
     let out = run(
         &exec,
@@ -305,7 +305,7 @@ async fn huge_output_is_capped_with_bounded_memory() {
 #[tokio::test]
 async fn small_caps_apply_per_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = executor(dir.path()).with_stdout_cap(4).with_stderr_cap(100);
+    let exec = executor(dir.path()).stdout_cap(4).stderr_cap(100);
     let out = run(&exec, ExecRequest::new("echo 0123456789; echo short >&2")).await;
     assert_eq!(out.stdout, "0123");
     assert!(out.stdout_truncated);
@@ -380,7 +380,7 @@ async fn full_or_closed_sink_never_blocks_the_command() {
 async fn dropping_the_run_kills_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let exec = executor(dir.path()).with_timeout(Duration::from_secs(60));
+    let exec = executor(dir.path()).timeout(Duration::from_secs(60));
     let req = ExecRequest::new("echo $$ > pid.tmp; mv pid.tmp pid; sleep 100 & sleep 100");
     let started = Instant::now();
     let mut run = Box::pin(exec.run(req, None));
@@ -399,7 +399,7 @@ async fn dropping_the_run_kills_the_group() {
 #[tokio::test]
 async fn parent_death_signal_option_still_runs_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = ShellExecutor::new(dir.path()).with_kill_on_parent_death(true);
+    let exec = ShellExecutor::new(dir.path()).kill_on_parent_death(true);
     assert!(exec.config().kill_on_parent_death);
     assert!(
         !ShellExecutor::new(dir.path()).config().kill_on_parent_death,
@@ -415,7 +415,7 @@ async fn parent_death_signal_option_still_runs_commands() {
 #[tokio::test]
 async fn secret_looking_values_never_leave_the_executor() {
     let dir = tempfile::tempdir().unwrap();
-    let exec = executor(dir.path()).with_env("SERVICE_PASSWORD", "configured-pass-42");
+    let exec = executor(dir.path()).env("SERVICE_PASSWORD", "configured-pass-42");
     let (tx, mut rx) = mpsc::channel::<OutputChunk>(64);
     let req = ExecRequest::new("echo \"key=$MY_API_TOKEN\"; env; echo \"$SERVICE_PASSWORD\" >&2")
         .env("MY_API_TOKEN", "tok-0123456789abcdef")

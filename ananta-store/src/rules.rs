@@ -48,7 +48,7 @@ pub(crate) fn touch(task: &mut Task, now: DateTime<Utc>) {
 
 /// Prepares a task handed to `create_task`: valid, and at version 1.
 pub(crate) fn new_task(mut task: Task) -> Result<Task, StoreError> {
-    task.validate().map_err(StoreError::InvalidInput)?;
+    task.validate()?;
     task.version = 1;
     Ok(task)
 }

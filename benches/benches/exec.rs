@@ -55,7 +55,7 @@ fn exec(c: &mut Criterion) {
     match config.plan(KernelSupport::current()) {
         Ok(report) => {
             eprintln!("sandbox: {report}");
-            let sandboxed = ShellExecutor::new(dir.path()).with_sandbox(config);
+            let sandboxed = ShellExecutor::new(dir.path()).sandbox(config);
             group.bench_function("shell_executor_sandboxed/true", |b| {
                 b.to_async(&rt).iter(|| async {
                     let outcome = sandboxed.run(ExecRequest::new("true"), None).await.unwrap();

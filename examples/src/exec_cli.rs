@@ -7,7 +7,7 @@ use ananta_core::{ExecRequest, Executor};
 use ananta_exec::{CommandPolicy, Decision, PolicyMode, ShellExecutor};
 use serde_json::{Value, json};
 
-/// What `cargo run --example exec -- [OPTIONS] -- 'COMMAND'` was asked to do.
+/// What `cargo run -p ananta-examples --example exec -- [OPTIONS] -- 'COMMAND'` was asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecArgs {
     /// The policy's mode (`--mode`, default `approve`).
@@ -117,7 +117,7 @@ pub async fn run_exec(args: &ExecArgs) -> Result<Value, String> {
     if !workspace.is_dir() {
         return Err(format!("{} is not a directory", workspace.display()));
     }
-    let executor = sandboxed(&workspace, args.allow_network).with_timeout(args.timeout);
+    let executor = sandboxed(&workspace, args.allow_network).timeout(args.timeout);
     match executor
         .run(ExecRequest::new(args.command.clone()), None)
         .await
@@ -140,7 +140,7 @@ pub async fn run_exec(args: &ExecArgs) -> Result<Value, String> {
 #[cfg(target_os = "linux")]
 fn sandboxed(workspace: &std::path::Path, allow_network: bool) -> ShellExecutor {
     ShellExecutor::new(workspace)
-        .with_sandbox(ananta_exec::SandboxConfig::new(workspace).with_network(allow_network))
+        .sandbox(ananta_exec::SandboxConfig::strict().network(allow_network))
 }
 
 #[cfg(not(target_os = "linux"))]

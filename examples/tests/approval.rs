@@ -51,7 +51,7 @@ async fn setup(answers: &[&str]) -> Setup {
     let worker = Worker::builder(AgentId::new("careful").unwrap())
         .llm(Arc::new(ScriptedProvider::new(answers.iter().copied())))
         .executor(Arc::new(
-            ShellExecutor::new(dir.path()).with_timeout(Duration::from_secs(20)),
+            ShellExecutor::new(dir.path()).timeout(Duration::from_secs(20)),
         ))
         .gate(gate())
         .build()

@@ -32,7 +32,7 @@ async fn setup(llm: ScriptedProvider) -> Setup {
     let worker = Worker::builder(AgentId::new("w1").unwrap())
         .llm(Arc::new(llm.clone()))
         .executor(Arc::new(
-            ShellExecutor::new(dir.path()).with_timeout(Duration::from_secs(20)),
+            ShellExecutor::new(dir.path()).timeout(Duration::from_secs(20)),
         ))
         .build()
         .unwrap();

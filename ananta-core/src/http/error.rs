@@ -285,6 +285,12 @@ impl From<Error> for ApiError {
     }
 }
 
+impl From<crate::error::InvalidInput> for ApiError {
+    fn from(e: crate::error::InvalidInput) -> Self {
+        ApiError::invalid(e.message)
+    }
+}
+
 impl From<AgentError> for ApiError {
     fn from(e: AgentError) -> Self {
         agent_error(e)

@@ -346,7 +346,7 @@ async fn set_config(
 ) -> ApiResult<Json<HubSettings>> {
     let mut guard = ctx.settings.write().unwrap_or_else(|p| p.into_inner());
     let next: HubSettings = merge(&*guard, patch)?;
-    next.validate().map_err(ApiError::invalid)?;
+    next.validate()?;
     *guard = next.clone();
     Ok(Json(next))
 }
@@ -530,7 +530,7 @@ async fn update_task(
     ApiJson(update): ApiJson<TaskUpdate>,
 ) -> ApiResult<Json<Task>> {
     let id = task_id(&id)?;
-    update.validate().map_err(ApiError::invalid)?;
+    update.validate()?;
     Ok(Json(
         ctx.hub.update_task(id, update, q.expected_version).await?,
     ))

@@ -157,25 +157,34 @@ impl Default for HubSettings {
 
 impl HubSettings {
     /// Checks the values.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::InvalidInput> {
         if self.heartbeat_interval_secs == 0 || self.check_interval_secs == 0 {
-            return Err("intervals must be at least 1 second".into());
+            return Err(crate::error::InvalidInput::new(
+                "settings",
+                "intervals must be at least 1 second",
+            ));
         }
         if self.offline_after_secs <= self.heartbeat_interval_secs {
-            return Err("offline_after_secs must be longer than the heartbeat interval".into());
+            return Err(crate::error::InvalidInput::new(
+                "settings",
+                "offline_after_secs must be longer than the heartbeat interval",
+            ));
         }
         if self.health_timeout_ms < 100 {
-            return Err("health_timeout_ms must be at least 100".into());
+            return Err(crate::error::InvalidInput::new(
+                "settings",
+                "health_timeout_ms must be at least 100",
+            ));
         }
         if self.heartbeat_interval_secs > 86_400
             || self.offline_after_secs > 7 * 86_400
             || self.check_interval_secs > 86_400
             || self.health_timeout_ms > 600_000
         {
-            return Err(
-                "a setting is out of range (intervals up to a day, timeouts up to 10 minutes)"
-                    .into(),
-            );
+            return Err(crate::error::InvalidInput::new(
+                "settings",
+                "a setting is out of range (intervals up to a day, timeouts up to 10 minutes)",
+            ));
         }
         Ok(())
     }

@@ -273,7 +273,7 @@ fn one_off_task(title: &str, description: &str) -> ApiResult<Task> {
     NewTask::new(title)
         .description(description)
         .into_task()
-        .map_err(ApiError::invalid)
+        .map_err(ApiError::from)
 }
 
 async fn propose(

@@ -137,7 +137,9 @@ impl NodeAgent for ShellAgent {
         let mut task = crate::task::NewTask::new(title)
             .description(description)
             .into_task()
-            .map_err(|e| AgentError::Exec(crate::error::ExecError::InvalidRequest(e)))?;
+            .map_err(|e| {
+                AgentError::Exec(crate::error::ExecError::InvalidRequest(e.to_string()))
+            })?;
         let limits = StepLimits {
             cancel,
             ..StepLimits::steps(self.max_steps)

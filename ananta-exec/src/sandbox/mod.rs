@@ -155,44 +155,50 @@ impl SandboxConfig {
         }
     }
 
+    /// A strict sandbox like [`new`](Self::new) whose workspace is the working directory of
+    /// the [`ShellExecutor`](crate::ShellExecutor) it is given to.
+    pub fn strict() -> Self {
+        Self::new(PathBuf::new())
+    }
+
     /// Allows or forbids the network.
-    pub fn with_network(mut self, allow: bool) -> Self {
+    pub fn network(mut self, allow: bool) -> Self {
         self.allow_network = allow;
         self
     }
 
     /// Sets the resource limits.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
+    pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
     /// Sets strict or best-effort enforcement.
-    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
         self.enforcement = enforcement;
         self
     }
 
     /// Adds a read-and-execute root.
-    pub fn with_read_root(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn read_root(mut self, path: impl Into<PathBuf>) -> Self {
         self.read_roots.push(path.into());
         self
     }
 
     /// Adds a path with full access.
-    pub fn with_write_root(mut self, path: impl Into<PathBuf>) -> Self {
+    pub fn write_root(mut self, path: impl Into<PathBuf>) -> Self {
         self.write_roots.push(path.into());
         self
     }
 
     /// Sets the Landlock ABI strict mode requires.
-    pub fn with_min_landlock_abi(mut self, abi: u32) -> Self {
+    pub fn min_landlock_abi(mut self, abi: u32) -> Self {
         self.min_landlock_abi = abi;
         self
     }
 
     /// Sets where private temporary directories are created.
-    pub fn with_temp_parent(mut self, dir: impl Into<PathBuf>) -> Self {
+    pub fn temp_parent(mut self, dir: impl Into<PathBuf>) -> Self {
         self.temp_parent = Some(dir.into());
         self
     }

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
             axum::routing::post(|Json(new): Json<NewTask>| async move {
                 match new.into_task() {
                     Ok(task) => Ok((StatusCode::CREATED, Json::<Task>(task))),
-                    Err(e) => Err((StatusCode::UNPROCESSABLE_ENTITY, e)),
+                    Err(e) => Err((StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
                 }
             }),
         );
