@@ -32,7 +32,8 @@ use std::time::Duration;
 use ananta_core::http::{
     Auth, Cors, HttpOptions, HubApi, HubClient, RegisterRequest, WorkerApi, serve, shutdown_signal,
 };
-use ananta_core::{AgentId, CancellationToken, ChatResponse, Hub, LlmProvider, Worker};
+use ananta_core::llm::ChatResponse;
+use ananta_core::{AgentId, CancellationToken, Hub, LlmProvider, Worker};
 use ananta_exec::{CommandPolicy, PolicyMode, ShellExecutor};
 use ananta_llm::{OllamaProvider, OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
 use anyhow::{Context, bail};
@@ -186,7 +187,7 @@ fn llm() -> anyhow::Result<Arc<dyn LlmProvider>> {
         let steps = request
             .messages
             .iter()
-            .filter(|m| m.role == ananta_core::Role::Assistant)
+            .filter(|m| m.role == ananta_core::llm::Role::Assistant)
             .count();
         Ok(ChatResponse::text(match steps {
             0 => r#"{"reason": "Look at the workspace first", "command": "pwd && ls -la"}"#,

@@ -20,11 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ananta_core::decompose::LlmDecomposer;
+use ananta_core::llm::{ChatRequest, ChatResponse, Role};
+use ananta_core::orchestrate::OrchestrateError;
 use ananta_core::pipeline::{NodeStatus, NodeTrace, PipelineError, TextAgent};
-use ananta_core::{
-    AgentCard, AgentId, ChatRequest, ChatResponse, Event, EventKind, Hub, LlmProvider,
-    OrchestrateError, Role,
-};
+use ananta_core::{AgentCard, AgentId, Event, EventKind, Hub, LlmProvider};
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
 use ananta_store::MemoryStore;
 

@@ -230,7 +230,7 @@ pub struct ExecuteRequest {
 
 /// How the Hub reaches an agent: an in-process `Worker` implements it directly; a remote
 /// worker is reached through an HTTP client implementing it.
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait AgentClient: Send + Sync {
     /// Asks the agent for the next step of a task.

@@ -247,7 +247,7 @@ impl Plan {
 }
 
 /// Turns a prompt into a validated plan.
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait Decomposer: Send + Sync {
     /// Splits `prompt` into a plan that passes [`Plan::validate`].
@@ -360,12 +360,12 @@ mod tests {
 /// times. Then it fails with [`DecomposeError::InvalidPlan`], which carries the last raw answer.
 ///
 /// ```
-/// # #[cfg(feature = "mocks")]
+/// # #[cfg(feature = "testing")]
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
 /// use ananta_core::decompose::{Decomposer, LlmDecomposer};
 /// use ananta_core::mocks::MockLlmProvider;
-/// use ananta_core::ChatResponse;
+/// use ananta_core::llm::ChatResponse;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 /// let mut llm = MockLlmProvider::new();
@@ -379,7 +379,7 @@ mod tests {
 /// # })?;
 /// # Ok(())
 /// # }
-/// # #[cfg(not(feature = "mocks"))]
+/// # #[cfg(not(feature = "testing"))]
 /// # fn main() {}
 /// ```
 #[derive(Clone)]

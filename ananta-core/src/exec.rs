@@ -257,9 +257,9 @@ pub type OutputSink = tokio::sync::mpsc::Sender<OutputChunk>;
 /// Runs shell commands.
 ///
 /// Implementations: `ananta_exec::ShellExecutor` (real processes), `MockExecutor` (feature
-/// `mocks`). A command that runs and fails is an `Ok(ExecOutcome)`; `Err` means it could not be
+/// `testing`). A command that runs and fails is an `Ok(ExecOutcome)`; `Err` means it could not be
 /// run or supervised at all.
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait Executor: Send + Sync {
     /// Runs `request`, streaming output chunks to `output` when given.

@@ -69,7 +69,7 @@ impl HubBuilder {
     }
 
     /// How [`Hub::orchestrate`] splits a prompt into a plan (e.g. an
-    /// [`LlmDecomposer`](crate::LlmDecomposer)); without one, only [`Hub::run_plan`] runs.
+    /// [`LlmDecomposer`](crate::decompose::LlmDecomposer)); without one, only [`Hub::run_plan`] runs.
     pub fn decomposer(mut self, decomposer: Arc<dyn Decomposer>) -> Self {
         self.decomposer = Some(decomposer);
         self

@@ -11,15 +11,15 @@
 //!   `is_transient()`, and [`Error`] wraps them all;
 //! - the **[`Hub`]**: task board, templates, agents, assignment, forwarding of steps to the
 //!   assigned agent, per-task logs and an event bus;
-//! - **orchestration**: [`LlmDecomposer`] turns a prompt into a validated [`Plan`],
+//! - **orchestration**: [`decompose::LlmDecomposer`] turns a prompt into a validated [`Plan`],
 //!   [`matching::AgentMatcher`] picks each task's agent by embedding similarity
 //!   ([`embed::LexicalEmbedder`] needs no model), and [`pipeline::Pipeline`] runs the plan in
 //!   parallel with context passing, retries, timeouts, cancellation and budgets;
 //!   [`Hub::orchestrate`] ties them together as durable runs on the board that a restarted
 //!   Hub resumes ([`orchestrate`]);
-//! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse_answer`]
+//! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse::parse_answer`]
 //!   reads the answer), runs it through its executor, and can run a task autonomously;
-//! - with feature **`mocks`**: `mockall` mocks of every trait in `mocks`, for your own tests;
+//! - with feature **`testing`**: `mockall` mocks of every trait in `mocks`, for your own tests;
 //! - with feature **`http`**: the original Ananta's HTTP API in `http` — axum routers for the Hub and
 //!   the Worker, authentication, the `RemoteAgent` client, registration and heartbeats,
 //!   server-sent events, an OpenAPI document (`examples/agent.rs` runs them as processes).
@@ -36,11 +36,20 @@
 //! hub.run(task.id, &StepLimits::steps(5)).await?;
 //! ```
 //!
-//! (The README and `examples/quickstart.rs` show this end to end.) The contract on its own:
+//! (The README and `examples/quickstart` show this end to end.)
+//!
+//! The crate root holds the domain model, the traits with their errors, the Hub and the Worker
+//! with their builders, and the step loop's [`StepLimits`] / [`StepReport`]; everything else
+//! has one path, through its module: the LLM's messages in [`llm`], the executor's requests
+//! and outcomes in [`exec`], matching in [`matching`], the pipeline in [`pipeline`],
+//! orchestration runs in [`orchestrate`], answer parsing in [`parse`].
+//!
+//! The contract on its own:
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use ananta_core::{NewTemplate, ParsedAnswer, TaskStatus, parse_answer};
+//! use ananta_core::{NewTemplate, TaskStatus};
+//! use ananta_core::parse::{ParsedAnswer, parse_answer};
 //!
 //! // Templates report unknown variables instead of rendering holes.
 //! let template = NewTemplate::new("review", "Review {{title}}: {{description}}").into_template()?;
@@ -86,42 +95,41 @@ pub mod template;
 pub mod tls;
 pub mod worker;
 
-pub use agent::{
-    AgentCard, AgentClient, AgentEndpoint, AgentInfo, AgentStatus, ExecuteRequest, ProposeRequest,
-};
-pub use decompose::{Decomposer, LlmDecomposer, Plan, PlannedTask};
+// The crate root holds the domain model, the five traits (and `AgentClient`, through which the
+// Hub reaches an agent), their error enums, the Hub and the Worker with their builders, and the
+// step loop's limits and report that `Hub::run` takes and gives. Everything else has one path:
+// its module (`ananta_core::llm::ChatRequest`, `ananta_core::exec::ExecOutcome`, …).
+pub use agent::{AgentCard, AgentClient, AgentInfo, AgentStatus};
+pub use decompose::{Decomposer, Plan, PlannedTask};
 pub use error::{
-    AgentError, DecomposeError, Error, ExecError, LlmError, ProposalError, RegistryError, Result,
-    StoreError, TemplateError, TransitionError,
+    AgentError, DecomposeError, Error, ExecError, InvalidInput, LlmError, RegistryError, Result,
+    StoreError,
 };
-pub use event::{Event, EventBus, EventKind};
-pub use exec::{ExecOutcome, ExecRequest, Executor, OutputChunk, OutputSink, OutputStream};
+pub use event::{Event, EventKind};
+pub use exec::Executor;
 pub use hub::{Hub, HubBuilder};
-pub use ids::{AgentId, ParseIdError, TaskId, TemplateId};
-pub use llm::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, JsonSchemaFormat,
-    LlmProvider, ProviderHealth, Role, ToolCall, ToolSpec,
-};
-pub use log::{Direction, LogEntry, LogQuery};
-pub use orchestrate::{OrchestrateError, RunOptions, RunResult};
-pub use parse::{AnswerFormat, ParsedAnswer, parse_answer};
-pub use registry::{AgentMatch, AgentRegistry, InMemoryRegistry, rank_agents};
+pub use ids::{AgentId, TaskId, TemplateId};
+pub use llm::LlmProvider;
+pub use log::{LogEntry, LogQuery};
+pub use registry::AgentRegistry;
 pub use steps::{StepLimits, StepReport, StopReason};
-pub use store::{Claim, TaskStore};
+pub use store::TaskStore;
 pub use task::{
-    Completion, Lease, NewTask, Priority, Proposal, Proposed, StepRecord, Task, TaskFilter,
-    TaskStatus, TaskUpdate, TokenUsage,
+    Completion, NewTask, Priority, Proposal, Proposed, StepRecord, Task, TaskFilter, TaskStatus,
+    TaskUpdate, TokenUsage,
 };
 pub use template::{NewTemplate, Template, TemplateUpdate};
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{Worker, WorkerBuilder, WorkerConfig};
+pub use worker::{Worker, WorkerBuilder};
 
-/// `mockall` mocks of every trait, for unit tests of code built on Ananta (feature `mocks`).
+/// `mockall` mocks of every trait, for unit tests of code built on Ananta (feature `testing`).
 ///
 /// ```
 /// use std::sync::Arc;
 /// use ananta_core::mocks::{MockExecutor, MockLlmProvider};
-/// use ananta_core::{AgentId, ChatResponse, ExecOutcome, NewTask, Proposed, Worker};
+/// use ananta_core::{AgentId, NewTask, Proposed, Worker};
+/// use ananta_core::exec::ExecOutcome;
+/// use ananta_core::llm::ChatResponse;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 /// let mut llm = MockLlmProvider::new();
@@ -145,7 +153,7 @@ pub use worker::{Worker, WorkerBuilder, WorkerConfig};
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[cfg(feature = "mocks")]
+#[cfg(feature = "testing")]
 pub mod mocks {
     pub use crate::agent::MockAgentClient;
     pub use crate::decompose::MockDecomposer;
@@ -153,4 +161,8 @@ pub mod mocks {
     pub use crate::llm::MockLlmProvider;
     pub use crate::registry::MockAgentRegistry;
     pub use crate::store::MockTaskStore;
+    /// `mockall`'s call order, for expectations that must come one after another.
+    pub use mockall::Sequence;
+    /// `mockall`'s argument matchers, for `.with(predicate::eq(..))`.
+    pub use mockall::predicate;
 }

@@ -350,7 +350,7 @@ impl ProviderHealth {
 /// A chat model behind some API.
 ///
 /// Implementations live in `ananta-llm` (Ollama, OpenAI-compatible servers, a scripted provider
-/// for demos and tests, and resilience wrappers), and `MockLlmProvider` with feature `mocks`.
+/// for demos and tests, and resilience wrappers), and `MockLlmProvider` with feature `testing`.
 /// Use it as `Arc<dyn LlmProvider>`; `Arc<P>` and `Box<P>` implement it too.
 ///
 /// Only [`name`](Self::name) and [`complete`](Self::complete) are required: streaming falls
@@ -382,7 +382,7 @@ impl ProviderHealth {
 /// # })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait LlmProvider: Send + Sync {
     /// A short name for logs ("ollama", "openai", "scripted").

@@ -73,7 +73,8 @@ struct Cache {
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 /// use std::sync::Arc;
-/// use ananta_core::{AgentCard, AgentId, AgentRegistry, InMemoryRegistry};
+/// use ananta_core::{AgentCard, AgentId, AgentRegistry};
+/// use ananta_core::registry::InMemoryRegistry;
 /// use ananta_core::matching::{AgentMatcher, MatchReason};
 ///
 /// let registry = Arc::new(InMemoryRegistry::new());

@@ -32,7 +32,7 @@
 //!
 //! Besides the board's own events (`task_created`, `task_updated`), a run publishes
 //! `run_started`, `node_started`, `node_retried`, `node_completed`, `node_failed`,
-//! `node_cancelled` and `run_finished` on the Hub's [`EventBus`](crate::EventBus).
+//! `node_cancelled` and `run_finished` on the Hub's [`EventBus`](crate::event::EventBus).
 //!
 //! ```
 //! use std::sync::Arc;

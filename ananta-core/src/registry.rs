@@ -23,7 +23,7 @@ pub struct AgentMatch {
 }
 
 /// Who knows which agents exist, whether they are alive, and which fits a task best.
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait AgentRegistry: Send + Sync {
     /// Registers an agent, or updates its card when the name is known (a heartbeat with a card).

@@ -63,7 +63,7 @@ pub fn validate_lease(lease: Duration) -> Result<chrono::Duration, StoreError> {
 /// - `release` ends the work: to `todo` (given back, and unassigned), `done`, `failed`,
 ///   `blocked` or `cancelled`; releasing to `in_progress` or `proposing` is
 ///   [`StoreError::InvalidInput`].
-#[cfg_attr(feature = "mocks", mockall::automock)]
+#[cfg_attr(feature = "testing", mockall::automock)]
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Stores a new task (built with [`NewTask::into_task`](crate::task::NewTask::into_task)).

@@ -4,8 +4,9 @@
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use ananta_core::LlmError;
 use ananta_core::error::{error_chain, parse_retry_after};
-use ananta_core::{LlmError, ProviderHealth};
+use ananta_core::llm::ProviderHealth;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

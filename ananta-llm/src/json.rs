@@ -1,6 +1,7 @@
 //! Structured output over any provider: [`StructuredOutput::complete_json`].
 
-use ananta_core::{ChatRequest, LlmError, LlmProvider};
+use ananta_core::llm::ChatRequest;
+use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
@@ -9,7 +10,7 @@ use serde::de::DeserializeOwned;
 /// and call it on any provider, `Arc<dyn LlmProvider>` included).
 ///
 /// ```
-/// use ananta_core::{ChatMessage, ChatRequest};
+/// use ananta_core::llm::{ChatMessage, ChatRequest};
 /// use ananta_llm::{ScriptedProvider, StructuredOutput};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]

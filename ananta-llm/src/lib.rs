@@ -14,7 +14,8 @@
 //!   script instead of a model.
 //!
 //! ```
-//! use ananta_core::{ChatMessage, ChatRequest, LlmProvider};
+//! use ananta_core::LlmProvider;
+//! use ananta_core::llm::{ChatMessage, ChatRequest};
 //! use ananta_llm::ScriptedProvider;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {

@@ -3,10 +3,11 @@
 
 use std::pin::Pin;
 
-use ananta_core::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmError,
-    LlmProvider, ProviderHealth, Role, TokenUsage, ToolCall,
+use ananta_core::llm::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, ProviderHealth,
+    Role, ToolCall,
 };
+use ananta_core::{LlmError, LlmProvider, TokenUsage};
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -729,7 +730,7 @@ fn parse_tags(value: &Value) -> Result<Vec<String>, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ananta_core::ToolSpec;
+    use ananta_core::llm::ToolSpec;
     use bytes::Bytes;
     use serde_json::json;
 

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use ananta_core::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmError,
-    LlmProvider, ProviderHealth, Role, TokenUsage, ToolCall,
+use ananta_core::llm::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, FinishReason, ProviderHealth,
+    Role, ToolCall,
 };
+use ananta_core::{LlmError, LlmProvider, TokenUsage};
 use async_trait::async_trait;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
@@ -29,7 +30,8 @@ use crate::http::{
 /// - embeddings: `POST {base}/embeddings`; health and models: `GET {base}/models`.
 ///
 /// ```no_run
-/// use ananta_core::{ChatMessage, ChatRequest, LlmProvider};
+/// use ananta_core::LlmProvider;
+/// use ananta_core::llm::{ChatMessage, ChatRequest};
 /// use ananta_llm::OpenAiProvider;
 ///
 /// # async fn demo() -> Result<(), ananta_core::LlmError> {
@@ -736,7 +738,7 @@ struct ModelEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ananta_core::ToolSpec;
+    use ananta_core::llm::ToolSpec;
 
     fn provider() -> OpenAiProvider {
         OpenAiProvider::builder("http://127.0.0.1:9/v1/chat/completions")

@@ -4,10 +4,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ananta_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChatStream, FinishReason, LlmError, LlmProvider,
-    ProviderHealth, TokenUsage,
+use ananta_core::llm::{
+    ChatChunk, ChatRequest, ChatResponse, ChatStream, FinishReason, ProviderHealth,
 };
+use ananta_core::{LlmError, LlmProvider, TokenUsage};
 use async_trait::async_trait;
 
 /// One scripted answer.
@@ -298,7 +298,7 @@ impl LlmProvider for ScriptedProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ananta_core::ChatMessage;
+    use ananta_core::llm::ChatMessage;
     use futures::StreamExt;
 
     fn req(text: &str) -> ChatRequest {

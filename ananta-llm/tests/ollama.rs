@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use ananta_core::{
-    ChatChunk, ChatMessage, ChatRequest, FinishReason, LlmError, LlmProvider, TokenUsage, ToolCall,
-    ToolSpec,
-};
+use ananta_core::llm::{ChatChunk, ChatMessage, ChatRequest, FinishReason, ToolCall, ToolSpec};
+use ananta_core::{LlmError, LlmProvider, TokenUsage};
 use ananta_llm::OllamaProvider;
 use futures::StreamExt;
 use serde_json::{Value, json};

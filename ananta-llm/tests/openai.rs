@@ -8,9 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ananta_core::{
-    ChatChunk, ChatMessage, ChatRequest, FinishReason, LlmError, LlmProvider, ToolSpec,
-};
+use ananta_core::llm::{ChatChunk, ChatMessage, ChatRequest, FinishReason, ToolSpec};
+use ananta_core::{LlmError, LlmProvider};
 use ananta_llm::{
     CircuitBreakerPolicy, CircuitState, OpenAiProvider, ProviderExt, RetryPolicy, StructuredOutput,
 };

@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use ananta_core::{ChatMessage, ChatRequest, FinishReason, LlmProvider};
+use ananta_core::LlmProvider;
+use ananta_core::llm::{ChatMessage, ChatRequest, FinishReason};
 use ananta_llm::{OpenAiProvider, StructuredOutput};
 use futures::StreamExt;
 

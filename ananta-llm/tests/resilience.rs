@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ananta_core::mocks::MockLlmProvider;
-use ananta_core::{
-    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, LlmError, LlmProvider,
-    ProviderHealth,
+use ananta_core::llm::{
+    ChatChunk, ChatMessage, ChatRequest, ChatResponse, ChatStream, ProviderHealth,
 };
+use ananta_core::mocks::MockLlmProvider;
+use ananta_core::{LlmError, LlmProvider};
 use ananta_llm::{
     CircuitBreaker, CircuitBreakerPolicy, CircuitState, ConcurrencyLimit, Fallback, ProviderExt,
     Retry, RetryPolicy, ScriptedProvider, ScriptedReply,

@@ -16,10 +16,11 @@ use ananta_core::event::EventKind;
 use ananta_core::ids::AgentId;
 use ananta_core::log::{Direction, LogEntry, LogQuery};
 use ananta_core::orchestrate::{NODE_TAG, OUTPUT_LOG_KIND, RUN_TAG};
+use ananta_core::orchestrate::{OrchestrateError, RunOptions};
 use ananta_core::pipeline::{NodeAgent, NodeInput, NodeOutput, NodeStatus};
 use ananta_core::store::TaskStore;
 use ananta_core::task::{NewTask, TaskFilter, TaskStatus};
-use ananta_core::{AgentError, CancellationToken, Hub, OrchestrateError, RunOptions};
+use ananta_core::{AgentError, CancellationToken, Hub};
 use ananta_store::MemoryStore;
 
 #[cfg(feature = "postgres")]

@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use ananta_core::{ExecRequest, Executor};
+use ananta_core::Executor;
+use ananta_core::exec::ExecRequest;
 use ananta_exec::{KernelSupport, SandboxConfig, ShellExecutor};
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -12,7 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use ananta_core::{ChatMessage, ChatRequest, LlmProvider};
+use ananta_core::LlmProvider;
+use ananta_core::llm::{ChatMessage, ChatRequest};
 use ananta_llm::OpenAiProvider;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;

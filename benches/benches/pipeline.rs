@@ -13,8 +13,9 @@
 use std::sync::Arc;
 
 use ananta_core::decompose::{Plan, PlannedTask};
+use ananta_core::orchestrate::RunOptions;
 use ananta_core::pipeline::{NodeAgent, NodeInput, NodeOutput, Pipeline, PipelineOptions};
-use ananta_core::{AgentCard, AgentError, AgentId, CancellationToken, Hub, RunOptions, TaskStore};
+use ananta_core::{AgentCard, AgentError, AgentId, CancellationToken, Hub, TaskStore};
 use ananta_store::{MemoryStore, SqliteStore};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ananta_benches::NoopExecutor;
-use ananta_core::{AgentId, ExecRequest, Executor, Hub, NewTask, Worker, parse_answer};
+use ananta_core::exec::ExecRequest;
+use ananta_core::parse::parse_answer;
+use ananta_core::{AgentId, Executor, Hub, NewTask, Worker};
 use ananta_exec::ShellExecutor;
 use ananta_llm::ScriptedProvider;
 use ananta_store::MemoryStore;

@@ -4,7 +4,8 @@
 //! executor that does no I/O so a bench can measure the Hub's own overhead.
 //!
 //! ```
-//! use ananta_core::{ExecRequest, Executor};
+//! use ananta_core::Executor;
+//! use ananta_core::exec::ExecRequest;
 //! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 //! let outcome = ananta_benches::NoopExecutor.run(ExecRequest::new("true"), None).await?;
 //! assert_eq!(outcome.exit_code, Some(0));
@@ -13,7 +14,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use ananta_core::{ExecError, ExecOutcome, ExecRequest, Executor, OutputSink};
+use ananta_core::exec::{ExecOutcome, ExecRequest, OutputSink};
+use ananta_core::{ExecError, Executor};
 
 /// An executor that runs nothing and answers exit code 0 with the command echoed as stdout.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,10 +1,10 @@
 //! A downstream project's own logic, written against ananta-core's traits.
 
-use ananta_core::{
-    AgentClient, AgentId, AgentRegistry, ChatMessage, ChatRequest, Decomposer, Error, ExecRequest,
-    Executor, LlmProvider, ParsedAnswer, ProposeRequest, Proposed, Task, TaskFilter, TaskStatus,
-    TaskStore, parse_answer,
-};
+use ananta_core::{AgentClient, AgentId, AgentRegistry, Decomposer, Error, Executor, LlmProvider, Proposed, Task, TaskFilter, TaskStatus, TaskStore};
+use ananta_core::agent::ProposeRequest;
+use ananta_core::exec::ExecRequest;
+use ananta_core::llm::{ChatMessage, ChatRequest};
+use ananta_core::parse::{ParsedAnswer, parse_answer};
 
 /// Asks the model for the first command of a job; `None` when it says the job is done.
 pub async fn first_command(llm: &dyn LlmProvider, job: &str) -> Result<Option<String>, Error> {

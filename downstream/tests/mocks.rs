@@ -5,10 +5,10 @@ use ananta_core::mocks::{
     MockAgentClient, MockAgentRegistry, MockDecomposer, MockExecutor, MockLlmProvider,
     MockTaskStore,
 };
-use ananta_core::{
-    AgentError, AgentId, AgentMatch, ChatResponse, Error, ExecOutcome, LlmError, NewTask, Plan,
-    PlannedTask, Proposal, Proposed, TaskStatus,
-};
+use ananta_core::{AgentError, AgentId, Error, LlmError, NewTask, Plan, PlannedTask, Proposal, Proposed, TaskStatus};
+use ananta_core::exec::ExecOutcome;
+use ananta_core::llm::ChatResponse;
+use ananta_core::registry::AgentMatch;
 use ananta_downstream_check::*;
 
 #[tokio::test]

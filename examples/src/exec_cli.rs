@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ananta_core::{ExecRequest, Executor};
+use ananta_core::Executor;
+use ananta_core::exec::ExecRequest;
 use ananta_exec::{CommandPolicy, Decision, PolicyMode, ShellExecutor};
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use ananta_core::mocks::MockExecutor;
-//! use ananta_core::ExecOutcome;
+//! use ananta_core::exec::ExecOutcome;
 //!
 //! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
 //! let mut exec = MockExecutor::new();
@@ -17,7 +17,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use ananta_core::{ChatMessage, ChatRequest, Error, ExecRequest, Executor, LlmProvider};
+use ananta_core::exec::ExecRequest;
+use ananta_core::llm::{ChatMessage, ChatRequest};
+use ananta_core::{Error, Executor, LlmProvider};
 
 pub mod exec_cli;
 

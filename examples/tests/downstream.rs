@@ -1,5 +1,5 @@
 //! Builds and tests `downstream/`, a crate outside this workspace that depends on ananta-core by
-//! path with `features = ["mocks"]` and uses every mock — proof that a separate project can.
+//! path with `features = ["testing"]` and uses every mock — proof that a separate project can.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::Path;

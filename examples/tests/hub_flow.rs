@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ananta_core::error::{ProposalError, TemplateError};
+use ananta_core::log::Direction;
 use ananta_core::mocks::MockAgentClient;
 use ananta_core::{
-    AgentCard, AgentError, AgentId, AgentStatus, CancellationToken, Direction, Error, EventKind,
-    ExecError, Hub, LlmError, LogQuery, NewTask, NewTemplate, ProposalError, Proposed, StepLimits,
-    StopReason, StoreError, TaskStatus, TaskUpdate, TemplateError, Worker,
+    AgentCard, AgentError, AgentId, AgentStatus, CancellationToken, Error, EventKind, ExecError,
+    Hub, LlmError, LogQuery, NewTask, NewTemplate, Proposed, StepLimits, StopReason, StoreError,
+    TaskStatus, TaskUpdate, Worker,
 };
 use ananta_exec::ShellExecutor;
 use ananta_llm::{ScriptedProvider, ScriptedReply};

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ananta_core::matching::{AgentMatcher, MatchReason};
-use ananta_core::{AgentCard, AgentId, AgentRegistry, AgentStatus, InMemoryRegistry};
+use ananta_core::registry::InMemoryRegistry;
+use ananta_core::{AgentCard, AgentId, AgentRegistry, AgentStatus};
 use ananta_llm::OpenAiProvider;
 
 const AGENTS: &[(&str, &str, &[&str])] = &[

@@ -1,8 +1,10 @@
 //! The "downstream" functions of this crate, tested with ananta-core's mocks.
 #![allow(clippy::unwrap_used)]
 
+use ananta_core::exec::ExecOutcome;
+use ananta_core::llm::{ChatResponse, Role};
 use ananta_core::mocks::{MockExecutor, MockLlmProvider};
-use ananta_core::{ChatResponse, Error, ExecError, ExecOutcome, LlmError, Role};
+use ananta_core::{Error, ExecError, LlmError};
 use ananta_examples::{commit_message, is_clean_worktree};
 
 fn outcome(code: i32, stdout: &str) -> ExecOutcome {

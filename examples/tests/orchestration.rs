@@ -13,16 +13,19 @@ use std::time::Duration;
 use ananta_core::decompose::{LlmDecomposer, Plan, PlannedTask};
 use ananta_core::error::StoreError;
 use ananta_core::error::{DecomposeError, RegistryError};
+use ananta_core::llm::ChatResponse;
 use ananta_core::matching::MatchReason;
 use ananta_core::orchestrate::OUTPUT_LOG_KIND;
 use ananta_core::orchestrate::{NODE_TAG, RUN_TAG};
+use ananta_core::orchestrate::{OrchestrateError, RunOptions};
 use ananta_core::pipeline::{
     FailurePolicy, NodeAgent, NodeInput, NodeOutput, PipelineError, PipelineOptions,
 };
+use ananta_core::store::Claim;
 use ananta_core::{
-    AgentCard, AgentError, AgentId, CancellationToken, ChatResponse, Claim, Event, EventKind, Hub,
-    LogEntry, LogQuery, OrchestrateError, RunOptions, StepRecord, Task, TaskFilter, TaskId,
-    TaskStatus, TaskStore, TaskUpdate, Template, TemplateId, TemplateUpdate,
+    AgentCard, AgentError, AgentId, CancellationToken, Event, EventKind, Hub, LogEntry, LogQuery,
+    StepRecord, Task, TaskFilter, TaskId, TaskStatus, TaskStore, TaskUpdate, Template, TemplateId,
+    TemplateUpdate,
 };
 use ananta_llm::ScriptedProvider;
 use ananta_store::MemoryStore;

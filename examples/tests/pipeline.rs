@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ananta_core::decompose::{Plan, PlannedTask};
+use ananta_core::llm::{ChatResponse, Role};
 use ananta_core::pipeline::{Pipeline, PipelineError, PipelineOptions, ShellAgent, TextAgent};
-use ananta_core::{AgentId, ChatResponse, Role, TokenUsage, Worker};
+use ananta_core::{AgentId, TokenUsage, Worker};
 use ananta_exec::ShellExecutor;
 use ananta_llm::ScriptedProvider;
 

@@ -83,7 +83,8 @@ async fn worker_proposes_a_command_with_a_real_model() {
 /// repair), or the decomposer fails with the typed `InvalidPlan` error carrying the raw answer.
 #[tokio::test]
 async fn decomposition_with_a_real_model_is_valid_or_a_typed_error() {
-    use ananta_core::{DecomposeError, Decomposer, LlmDecomposer};
+    use ananta_core::decompose::LlmDecomposer;
+    use ananta_core::{DecomposeError, Decomposer};
     let Some(url) = server_url() else { return };
     let llm = OpenAiProvider::llama_cpp(&url)
         .timeout(Duration::from_secs(120))

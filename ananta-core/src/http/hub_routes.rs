@@ -78,7 +78,7 @@ impl HubApi {
                     crate::tls::install_default_provider();
                     reqwest::Client::new()
                 },
-                document: Arc::new(openapi::document("Ananta hub", HUB_ROUTES)),
+                document: Arc::new(openapi::openapi_document("Ananta hub", HUB_ROUTES)),
             },
         }
     }

@@ -15,7 +15,27 @@
 //! - [`serve`] with graceful shutdown on [`shutdown_signal`].
 //!
 //! Every error is `{"error": {"code", "message", "details"?}}` ([`ApiError`]) with a fitting
-//! status; `GET /openapi.json` describes the whole API ([`openapi::document`]).
+//! status; `GET /openapi.json` describes the whole API ([`openapi_document`]).
+//!
+//! # Authentication
+//!
+//! Authentication and roles of the HTTP API: the system token (`AGENT_TOKEN`, full admin
+//! access, rotatable), user logins with argon2-hashed passwords that yield HS256 JWTs carrying a
+//! [`Role`], the registration secret of `POST /register`, and per-client-IP rate limits.
+//!
+//! Routers ask [`Auth::authorize`] with the [`Access`] a route needs; the answer is either the
+//! [`Principal`] who made the request or an [`ApiError`] (401 without valid credentials, 403
+//! with a role that is too low). Without a system token the server runs in the original Ananta's insecure
+//! mode: every route is open ([`Auth::is_open`], [`Auth::warn_if_open`]).
+//!
+//! # Routes and OpenAPI
+//!
+//! The route tables of both roles and the OpenAPI document built from them.
+//!
+//! Each table lists every endpoint with its method, path, the access it needs, and the types
+//! of its query, body and answer. The authentication middleware reads the access from it, and
+//! the OpenAPI document's schemas are generated with `schemars` from the same types the
+//! handlers (de)serialize, so the three cannot drift apart.
 //!
 //! # Errors of the clients
 //!
@@ -53,15 +73,15 @@
 //! # Ok(()) }
 //! ```
 
-pub mod auth;
+mod auth;
 mod client;
-pub mod error;
+mod error;
 mod events;
 mod extract;
 mod hub_routes;
-pub mod openapi;
+mod openapi;
 mod server;
-pub mod types;
+mod types;
 mod worker_routes;
 
 pub use auth::{
@@ -71,7 +91,11 @@ pub use client::{HubClient, RemoteAgent};
 pub use error::{ApiError, ErrorBody, ErrorInfo};
 pub use extract::{ApiJson, ApiPath, ApiQuery, OptionalBody};
 pub use hub_routes::{HubApi, hub_router};
-pub use openapi::{HUB_ROUTES, RouteSpec, WORKER_ROUTES};
+pub use openapi::{HUB_ROUTES, RouteSpec, WORKER_ROUTES, openapi_document};
 pub use server::{Cors, HttpOptions, serve, shutdown_signal};
-pub use types::*;
+pub use types::{
+    AssignBody, CommandBody, EventsQuery, HealthResponse, HubSettings, HubStepBody,
+    IDEMPOTENCY_HEADER, LogsQuery, PatchQuery, RegisterRequest, RegisterResponse, RejectBody,
+    RotateResponse, TasksQuery, WorkerExecuteBody, WorkerProposeBody,
+};
 pub use worker_routes::{WorkerApi, worker_router};

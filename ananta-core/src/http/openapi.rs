@@ -305,7 +305,7 @@ pub static WORKER_ROUTES: &[RouteSpec] = &{
 };
 
 /// The OpenAPI 3.0 document of `routes`.
-pub fn document(title: &str, routes: &[RouteSpec]) -> Value {
+pub fn openapi_document(title: &str, routes: &[RouteSpec]) -> Value {
     let mut generator = SchemaSettings::openapi3().into_generator();
     let error = s::<ErrorBody>(&mut generator);
     let mut paths: Map<String, Value> = Map::new();
@@ -409,7 +409,7 @@ mod tests {
     #[test]
     fn documents_cover_every_route_with_resolvable_refs() {
         for (title, routes) in [("hub", HUB_ROUTES), ("worker", WORKER_ROUTES)] {
-            let doc = document(title, routes);
+            let doc = openapi_document(title, routes);
             for r in routes {
                 assert!(
                     doc["paths"][r.path][r.method.to_lowercase()].is_object(),

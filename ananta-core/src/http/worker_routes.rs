@@ -96,7 +96,7 @@ impl WorkerApi {
                 worker,
                 auth: Auth::open(),
                 options: HttpOptions::named(name),
-                document: Arc::new(openapi::document("Ananta worker", WORKER_ROUTES)),
+                document: Arc::new(openapi::openapi_document("Ananta worker", WORKER_ROUTES)),
                 idempotency: Arc::default(),
                 hub: None,
             },

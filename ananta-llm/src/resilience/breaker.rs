@@ -5,9 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ananta_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChatStream, LlmError, LlmProvider, ProviderHealth,
-};
+use ananta_core::llm::{ChatChunk, ChatRequest, ChatResponse, ChatStream, ProviderHealth};
+use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use futures::Stream;
 use tokio::time::Instant;

@@ -4,7 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use ananta_core::{ChatRequest, ChatResponse, ChatStream, LlmError, LlmProvider, ProviderHealth};
+use ananta_core::llm::{ChatRequest, ChatResponse, ChatStream, ProviderHealth};
+use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 
 type Predicate = dyn Fn(&LlmError) -> bool + Send + Sync;

@@ -4,9 +4,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use ananta_core::{
-    ChatChunk, ChatRequest, ChatResponse, ChatStream, LlmError, LlmProvider, ProviderHealth,
-};
+use ananta_core::llm::{ChatChunk, ChatRequest, ChatResponse, ChatStream, ProviderHealth};
+use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

@@ -38,7 +38,8 @@ pub use retry::{Retry, RetryPolicy};
 ///
 /// ```
 /// use std::time::Duration;
-/// use ananta_core::{ChatMessage, ChatRequest, LlmError, LlmProvider};
+/// use ananta_core::{LlmError, LlmProvider};
+/// use ananta_core::llm::{ChatMessage, ChatRequest};
 /// use ananta_llm::{CircuitBreakerPolicy, ProviderExt, RetryPolicy, ScriptedProvider};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build()?.block_on(async {

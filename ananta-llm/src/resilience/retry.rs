@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ananta_core::{ChatRequest, ChatResponse, ChatStream, LlmError, LlmProvider, ProviderHealth};
+use ananta_core::llm::{ChatRequest, ChatResponse, ChatStream, ProviderHealth};
+use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;

@@ -11,7 +11,8 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use ananta_core::{ExecError, ExecOutcome, ExecRequest, Executor, OutputSink};
+use ananta_core::exec::{ExecOutcome, ExecRequest, OutputSink};
+use ananta_core::{ExecError, Executor};
 
 /// Programs the quickstart lets a *real* model run: they only read, or write inside the
 /// working directory. Everything else is refused.

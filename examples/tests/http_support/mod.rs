@@ -6,11 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ananta_core::exec::{ExecOutcome, ExecRequest, OutputSink};
 use ananta_core::http::{Auth, HttpOptions, HubApi, Role, WorkerApi, serve};
-use ananta_core::{
-    AgentId, CancellationToken, ChatResponse, ExecError, ExecOutcome, ExecRequest, Executor, Hub,
-    OutputSink, Worker,
-};
+use ananta_core::llm::ChatResponse;
+use ananta_core::{AgentId, CancellationToken, ExecError, Executor, Hub, Worker};
 use ananta_exec::{CommandPolicy, PolicyMode};
 use ananta_llm::ScriptedProvider;
 use ananta_store::MemoryStore;

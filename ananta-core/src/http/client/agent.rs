@@ -48,7 +48,8 @@ const EXECUTE_BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// ```no_run
 /// use std::time::Duration;
 /// use ananta_core::http::RemoteAgent;
-/// use ananta_core::{AgentClient, ExecuteRequest, NewTask, ProposeRequest, Proposed};
+/// use ananta_core::{AgentClient, NewTask, Proposed};
+/// use ananta_core::agent::{ExecuteRequest, ProposeRequest};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let agent = RemoteAgent::new("http://127.0.0.1:5001/", Some("worker-token".into()))?
