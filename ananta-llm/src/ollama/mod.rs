@@ -1,11 +1,12 @@
 //! Ollama's native API: `/api/chat` (NDJSON streaming, JSON-schema `format`, tools),
 //! `/api/embed` and `/api/tags`.
 
-use crate::http::{HttpConfig, Transport, http_builder_methods, strip_suffixes};
 use ananta_core::llm::{ChatRequest, ChatResponse, ChatStream, ProviderHealth};
 use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use serde_json::Value;
+
+use crate::http::{HttpConfig, Transport, http_builder_methods, strip_suffixes};
 
 mod stream;
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! Decoding a streamed answer: newline-delimited JSON, one chunk per line.
 
-use crate::http::{ByteStream, excerpt, lines};
+use std::pin::Pin;
+
 use ananta_core::LlmError;
 use ananta_core::llm::{ChatChunk, ChatStream, ToolCall};
 use futures::{Stream, StreamExt};
-use std::pin::Pin;
 
 use super::wire::{ChatLine, finish_reason, in_body_error, tool_calls};
+use crate::http::{ByteStream, excerpt, lines};
 
 pub(super) type LineStream = Pin<Box<dyn Stream<Item = Result<String, LlmError>> + Send>>;
 

@@ -1,6 +1,8 @@
 use ananta_core::TokenUsage;
 use ananta_core::llm::{ChatChunk, ChatMessage, FinishReason, ToolCall, ToolSpec};
+use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::json;
 
 use super::stream::decode_stream;
 use super::wire::{
@@ -9,8 +11,6 @@ use super::wire::{
 };
 use super::*;
 use crate::http::ByteStream;
-use bytes::Bytes;
-use serde_json::json;
 
 fn provider() -> OllamaProvider {
     OllamaProvider::builder("http://127.0.0.1:1")

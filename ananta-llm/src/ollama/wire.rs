@@ -1,11 +1,12 @@
 //! The wire format of Ollama's API: request bodies as typed structs, answers and their parts,
 //! and the mapping to Ananta's chat types.
 
-use crate::http::{excerpt, is_context_error};
 use ananta_core::llm::{ChatMessage, ChatResponse, FinishReason, Role, ToolCall};
 use ananta_core::{LlmError, TokenUsage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::http::{excerpt, is_context_error};
 
 /// The status given to an error that Ollama reports inside a successful (HTTP 200) response —
 /// a `{"error": …}` body or stream line: the server failed while answering, so it is treated

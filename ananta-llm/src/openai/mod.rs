@@ -1,13 +1,15 @@
 //! [`OpenAiProvider`]: any server that speaks the OpenAI chat-completions API.
 
-use crate::http::{HttpConfig, Transport, guard_line_length, http_builder_methods, strip_suffixes};
+use std::time::Instant;
+
 use ananta_core::llm::{ChatRequest, ChatResponse, ChatStream, ProviderHealth};
 use ananta_core::{LlmError, LlmProvider};
 use async_trait::async_trait;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use std::time::Instant;
+
+use crate::http::{HttpConfig, Transport, guard_line_length, http_builder_methods, strip_suffixes};
 
 mod stream;
 #[cfg(test)]

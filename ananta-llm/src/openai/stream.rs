@@ -1,14 +1,15 @@
 //! Decoding a streamed answer: server-sent events, chunk by chunk, with tool-call fragments
 //! assembled into whole calls.
 
-use crate::http::{error_message, excerpt, is_context_error};
+use std::collections::BTreeMap;
+
 use ananta_core::llm::{ChatChunk, FinishReason, ToolCall};
 use ananta_core::{LlmError, TokenUsage};
 use eventsource_stream::EventStreamError;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 use super::wire::{StreamChunk, finish_reason};
+use crate::http::{error_message, excerpt, is_context_error};
 
 pub(super) type EventStream = std::pin::Pin<
     Box<

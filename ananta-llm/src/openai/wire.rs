@@ -1,11 +1,12 @@
 //! The wire format of the chat-completions API: request bodies as typed structs, answers and
 //! their parts, and the mapping to Ananta's chat types.
 
-use crate::http::excerpt;
 use ananta_core::llm::{ChatMessage, ChatRequest, ChatResponse, FinishReason, Role, ToolCall};
 use ananta_core::{LlmError, TokenUsage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::http::excerpt;
 
 /// The body of `POST {base}/chat/completions`.
 #[derive(Serialize)]

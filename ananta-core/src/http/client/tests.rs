@@ -1,5 +1,7 @@
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::Duration;
 use std::time::Instant;
 
 use axum::Router;
@@ -7,12 +9,8 @@ use axum::http::{HeaderMap as AxumHeaders, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde_json::json;
-
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::Value;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{HubClient, RemoteAgent};

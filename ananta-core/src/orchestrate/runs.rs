@@ -1,279 +1,21 @@
-//! Orchestration runs on the Hub: a prompt is split into a plan of tasks
-//! ([`Decomposer`](crate::Decomposer)), each task is matched to the agent that fits it best
-//! ([`AgentMatcher`](crate::matching::AgentMatcher)), and the plan runs as a
-//! [`Pipeline`] — durably.
-//!
-//! # Runs on the board
-//!
-//! A run is a task on the board (tagged [`RUN_TAG`], its description the prompt), and every
-//! task of its plan is a task too (tagged [`NODE_TAG`], its title the plan's id for it,
-//! [`Task::run_id`] pointing at the run and [`Task::depends_on`] at the tasks it needs). The
-//! run's task logs the plan and the assignments before anything runs; a task's output is
-//! logged on it before the task counts as done and before anything that depends on it starts.
-//! Everything goes through the [`TaskStore`](crate::TaskStore) trait, so this works on every
-//! store.
-//!
-//! # Agents
-//!
-//! A task goes to a node agent ([`Hub::add_node_agent`]: a
-//! [`TextAgent`](crate::pipeline::TextAgent), a [`ShellAgent`](crate::pipeline::ShellAgent) or
-//! your own [`NodeAgent`]), or to an agent connected with [`Hub::register_agent`] (a local
-//! [`Worker`](crate::Worker) or a remote one): that one works on the run's board task itself,
-//! through [`Hub::run`], so its steps are stored on the task; the dependencies' outputs are
-//! added to the task's description first. A step that needs a human's approval fails the
-//! task (its proposal stays on it, with the reasons).
-//!
-//! A Hub that stopped mid-run (a crash, a kill) leaves the run `in_progress`. A Hub started
-//! on the same store finds it with [`Hub::unfinished_runs`] and finishes it with
-//! [`Hub::resume_run`]: finished tasks are not run again (their stored outputs are handed on),
-//! tasks that were running are run again, the rest run as planned.
-//!
-//! # Events
-//!
-//! Besides the board's own events (`task_created`, `task_updated`), a run publishes
-//! `run_started`, `node_started`, `node_retried`, `node_completed`, `node_failed`,
-//! `node_cancelled` and `run_finished` on the Hub's [`EventBus`](crate::event::EventBus).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use ananta_core::agent::AgentCard;
-//! use ananta_core::decompose::{Plan, PlannedTask};
-//! use ananta_core::orchestrate::RunOptions;
-//! use ananta_core::pipeline::{NodeAgent, NodeInput, NodeOutput};
-//! use ananta_core::{AgentError, AgentId, CancellationToken, Hub, TaskStore};
-//!
-//! struct Upper;
-//! #[async_trait::async_trait]
-//! impl NodeAgent for Upper {
-//!     async fn run(&self, input: NodeInput, _: CancellationToken) -> Result<NodeOutput, AgentError> {
-//!         Ok(NodeOutput::text(input.description.to_uppercase()))
-//!     }
-//! }
-//!
-//! // `store` is any TaskStore, e.g. ananta_store::MemoryStore::new().
-//! async fn greet(store: Arc<dyn TaskStore>) -> Result<(), Box<dyn std::error::Error>> {
-//!     let hub = Hub::builder().store(store).build()?;
-//!     let card = AgentCard::in_process(AgentId::new("shouter")?).description("says things loudly");
-//!     hub.add_node_agent(card, Arc::new(Upper)).await?;
-//!     let task = PlannedTask {
-//!         id: "greet".into(), description: "say hello".into(),
-//!         dependencies: vec![], priority: None, agent_hint: None,
-//!     };
-//!     let plan = Plan { reasoning: String::new(), tasks: vec![task] };
-//!     let result = hub.run_plan("Greet loudly", plan, RunOptions::default()).await?;
-//!     assert_eq!(result.outcome.output, "SAY HELLO");
-//!
-//!     // After a restart, on the same store:
-//!     for run in hub.unfinished_runs().await? {
-//!         hub.resume_run(run.id, RunOptions::default()).await?;
-//!     }
-//!     Ok(())
-//! }
-//! ```
+//! Running, resuming and reading orchestration runs: the Hub's side of [`super`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_trait::async_trait;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
+use super::board::{BoardAgent, BoardObserver};
+use super::{
+    Assignment, NODE_TAG, OUTPUT_LOG_KIND, OrchestrateError, PLAN_LOG_KIND, RUN_TAG, RunOptions,
+    RunRecord, RunResult,
+};
 use crate::decompose::{Plan, PlannedTask};
-use crate::error::{AgentError, DecomposeError, Error, RegistryError, StoreError};
+use crate::error::{Error, StoreError};
 use crate::event::EventKind;
 use crate::hub::Hub;
 use crate::ids::{AgentId, TaskId};
 use crate::log::{Direction, LogEntry, LogQuery};
-use crate::matching::MatchReason;
-use crate::pipeline::{
-    NodeAgent, NodeInput, NodeOutput, Pipeline, PipelineError, PipelineObserver, PipelineOptions,
-    PlanOutcome, agent_error, shell_output,
-};
-use crate::steps::StepLimits;
+use crate::pipeline::{NodeAgent, Pipeline, PipelineError};
 use crate::task::{MAX_TITLE_LEN, NewTask, Task, TaskFilter, TaskStatus, TaskUpdate};
-use tokio_util::sync::CancellationToken;
-
-/// The tag of a run's own task.
-pub const RUN_TAG: &str = "ananta:run";
-/// The tag of every task of a run's plan.
-pub const NODE_TAG: &str = "ananta:node";
-/// The log kind of the run record (plan and assignments) on a run's task.
-pub const PLAN_LOG_KIND: &str = "run_plan";
-/// The log kind of a task's stored output (on the task) and of the run's result (on the
-/// run's task).
-pub const OUTPUT_LOG_KIND: &str = "run_output";
-
-/// How a run runs.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Parallelism, context budget, retries, timeouts, failure policy, cancellation and
-    /// budgets of the pipeline.
-    pub pipeline: PipelineOptions,
-    /// Tasks pinned to an agent, by the plan's task id (the agent must be one the hub can
-    /// run, and online).
-    pub pins: HashMap<String, AgentId>,
-    /// Most steps (commands) a connected agent may take on one task (default 10).
-    pub max_steps: u32,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            pipeline: PipelineOptions::default(),
-            pins: HashMap::new(),
-            max_steps: 10,
-        }
-    }
-}
-
-impl RunOptions {
-    /// At most `steps` steps per task for connected agents.
-    pub fn max_steps(mut self, steps: u32) -> Self {
-        self.max_steps = steps.max(1);
-        self
-    }
-
-    /// Runs with these pipeline options.
-    pub fn pipeline(mut self, options: PipelineOptions) -> Self {
-        self.pipeline = options;
-        self
-    }
-
-    /// Pins the plan's task `task` to `agent`.
-    pub fn pin(mut self, task: impl Into<String>, agent: AgentId) -> Self {
-        self.pins.insert(task.into(), agent);
-        self
-    }
-}
-
-/// Who got a task of the plan, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct Assignment {
-    /// The plan's id of the task.
-    pub node: String,
-    /// The task on the board.
-    pub task_id: TaskId,
-    /// The agent.
-    pub agent: AgentId,
-    /// The match score (1 when pinned).
-    pub score: f32,
-    /// Why this agent.
-    #[serde(flatten)]
-    pub reason: MatchReason,
-    /// Which embeddings were compared (`lexical`, a provider's name, or `none` when pinned).
-    pub embedder: String,
-}
-
-/// What a run's task logs before anything runs: enough to resume it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RunRecord {
-    /// The plan.
-    pub plan: Plan,
-    /// One per task of the plan, in plan order.
-    pub assignments: Vec<Assignment>,
-}
-
-/// A finished run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RunResult {
-    /// The run's task on the board.
-    pub run_id: TaskId,
-    /// The plan it ran.
-    pub plan: Plan,
-    /// Who did what.
-    pub assignments: Vec<Assignment>,
-    /// The final output, every task's output, and the trace.
-    pub outcome: PlanOutcome,
-    /// Whether it was resumed after an interruption.
-    pub resumed: bool,
-}
-
-/// Why a run could not be started, resumed or finished.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum OrchestrateError {
-    /// [`Hub::orchestrate`] needs a decomposer ([`HubBuilder::decomposer`](crate::HubBuilder::decomposer)).
-    #[error("the hub has no decomposer; build it with HubBuilder::decomposer or use Hub::run_plan")]
-    NoDecomposer,
-    /// The prompt could not be split into a valid plan.
-    #[error(transparent)]
-    Decompose(#[from] DecomposeError),
-    /// The plan is invalid (or its tasks do not fit on the board).
-    #[error("invalid plan: {}", .0.join("; "))]
-    InvalidPlan(Vec<String>),
-    /// No agent could be chosen for a task (none online, or a pin that cannot be honoured).
-    #[error("no agent for task {task:?}: {source}")]
-    Match {
-        /// The plan's task id.
-        task: String,
-        /// Why.
-        source: RegistryError,
-    },
-    /// A task's agent is neither a node agent of this hub nor connected to it (not, or no
-    /// longer, registered in this process). A resumed
-    /// run stays unfinished: register the agent and resume again.
-    #[error("task {task:?} is assigned to {agent}, which this hub cannot run")]
-    NoNodeAgent {
-        /// The plan's task id.
-        task: String,
-        /// The agent.
-        agent: AgentId,
-    },
-    /// The task is not a run's task.
-    #[error("task {0} is not an orchestration run")]
-    NotARun(TaskId),
-    /// The run already ended.
-    #[error("run {run_id} already ended ({status})")]
-    Ended {
-        /// The run.
-        run_id: TaskId,
-        /// How it ended.
-        status: TaskStatus,
-    },
-    /// This hub is running the run right now.
-    #[error("run {0} is running in this hub")]
-    Active(TaskId),
-    /// The run's record (plan and assignments) is missing or unreadable: it stopped before
-    /// it was stored. The run is marked failed.
-    #[error("run {run_id} cannot be resumed: {reason}")]
-    Unresumable {
-        /// The run.
-        run_id: TaskId,
-        /// Why.
-        reason: String,
-    },
-    /// The store, registry or input failed.
-    #[error(transparent)]
-    Hub(#[from] Error),
-    /// The pipeline stopped: a task failed, the budget was used up, or the run was cancelled.
-    /// The run's task is `failed` (or `cancelled`); the error carries the partial trace.
-    #[error("run {run_id}: {source}")]
-    Pipeline {
-        /// The run.
-        run_id: TaskId,
-        /// What stopped it, with the partial outcome.
-        source: PipelineError,
-    },
-}
-
-impl From<StoreError> for OrchestrateError {
-    fn from(e: StoreError) -> Self {
-        Self::Hub(e.into())
-    }
-}
-
-impl OrchestrateError {
-    /// Whether trying again may succeed (a transient model or store failure).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Decompose(e) => e.is_transient(),
-            Self::Hub(e) => e.is_transient(),
-            Self::Match { source, .. } => source.is_transient(),
-            _ => false,
-        }
-    }
-}
 
 impl Hub {
     /// Runs `prompt`: the hub's decomposer splits it into a plan, then
@@ -510,12 +252,15 @@ impl Hub {
 
     /// Whether a run's task can go to `agent`: a node agent, or an agent connected to this
     /// hub (which works on the board task itself).
-    fn can_run(&self, agent: &AgentId) -> bool {
+    pub(super) fn can_run(&self, agent: &AgentId) -> bool {
         self.node_agent(agent).is_some() || self.is_connected(agent)
     }
 
     /// The output stored on a run's task, if any.
-    async fn stored_output(&self, task: TaskId) -> Result<Option<String>, OrchestrateError> {
+    pub(super) async fn stored_output(
+        &self,
+        task: TaskId,
+    ) -> Result<Option<String>, OrchestrateError> {
         let entries = self.inner.store.logs(LogQuery::task(task)).await?;
         Ok(entries
             .iter()
@@ -526,14 +271,14 @@ impl Hub {
             .map(str::to_string))
     }
 
-    async fn unresumable(&self, run_id: TaskId, reason: String) -> OrchestrateError {
+    pub(super) async fn unresumable(&self, run_id: TaskId, reason: String) -> OrchestrateError {
         self.end_run(run_id, TaskStatus::Failed, Some(reason.clone()))
             .await;
         OrchestrateError::Unresumable { run_id, reason }
     }
 
     /// Runs a recorded plan; `finished` holds the outputs of tasks done before.
-    async fn execute_run(
+    pub(super) async fn execute_run(
         &self,
         active: ActiveRun,
         record: RunRecord,
@@ -616,7 +361,7 @@ impl Hub {
 
     /// Moves the run's task to its final status (logged and published; a store failure is
     /// traced, and leaves the run resumable).
-    async fn end_run(&self, run_id: TaskId, status: TaskStatus, error: Option<String>) {
+    pub(super) async fn end_run(&self, run_id: TaskId, status: TaskStatus, error: Option<String>) {
         if let Some(error) = &error {
             self.log(
                 LogEntry::new(Direction::Out, "error", serde_json::json!({"error": error}))
@@ -646,7 +391,11 @@ impl Hub {
 
     /// Moves a run's task to `status`, through `todo` where the board does not allow the
     /// direct move (a finished task run again after a restart).
-    async fn set_node_status(&self, node: Task, status: TaskStatus) -> Result<Task, Error> {
+    pub(super) async fn set_node_status(
+        &self,
+        node: Task,
+        status: TaskStatus,
+    ) -> Result<Task, Error> {
         let node = if node.status.can_transition_to(status) {
             node
         } else {
@@ -659,7 +408,7 @@ impl Hub {
 /// The board task of the plan's task `t` in run `run_id` (not stored yet): titled with the
 /// plan's id, waiting in the backlog, assigned to `agent`, its dependencies mapped through
 /// `ids` (plan id → task id, which also gives its own id).
-fn node_task(
+pub(super) fn node_task(
     t: &PlannedTask,
     run_id: TaskId,
     ids: &HashMap<&str, TaskId>,
@@ -689,7 +438,7 @@ fn node_task(
 }
 
 /// A run's title: "Run: " and the prompt's first line, shortened.
-fn run_title(prompt: &str) -> String {
+pub(super) fn run_title(prompt: &str) -> String {
     let first = prompt.lines().map(str::trim).find(|l| !l.is_empty());
     let Some(first) = first else {
         return "Run".into();
@@ -705,56 +454,14 @@ fn run_title(prompt: &str) -> String {
     title
 }
 
-/// A run's task worked on by an agent connected to the hub (a Worker registered with
-/// [`Hub::register_agent`], in-process or remote): the board task gets the dependencies'
-/// outputs in its description, then [`Hub::run`] drives propose → execute on it, so every
-/// step is stored, logged and published on the task itself.
-struct BoardAgent {
-    hub: Hub,
-    task_id: TaskId,
-    max_steps: u32,
-}
-
-#[async_trait]
-impl NodeAgent for BoardAgent {
-    async fn run(
-        &self,
-        input: NodeInput,
-        cancel: CancellationToken,
-    ) -> Result<NodeOutput, AgentError> {
-        if !input.context.is_empty() {
-            let description = format!(
-                "{}\n\nResults of earlier tasks:\n{}",
-                input.description, input.context
-            );
-            let update = TaskUpdate {
-                description: Some(description),
-                ..TaskUpdate::default()
-            };
-            self.hub
-                .update_task(self.task_id, update, None)
-                .await
-                .map_err(agent_error)?;
-        }
-        let limits = StepLimits::steps(self.max_steps).cancel(cancel);
-        let report = self
-            .hub
-            .run(self.task_id, &limits)
-            .await
-            .map_err(agent_error)?;
-        let task = self.hub.get_task(self.task_id).await.map_err(agent_error)?;
-        shell_output(report, task.steps.last())
-    }
-}
-
 /// Marks a run active in this hub for as long as it lives.
-struct ActiveRun {
-    hub: Hub,
-    run_id: TaskId,
+pub(super) struct ActiveRun {
+    pub(super) hub: Hub,
+    pub(super) run_id: TaskId,
 }
 
 impl ActiveRun {
-    fn enter(hub: &Hub, run_id: TaskId) -> Result<Self, OrchestrateError> {
+    pub(super) fn enter(hub: &Hub, run_id: TaskId) -> Result<Self, OrchestrateError> {
         let mut active = hub
             .inner
             .active_runs
@@ -778,132 +485,5 @@ impl Drop for ActiveRun {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.run_id);
-    }
-}
-
-/// Keeps a run's tasks on the board in step with the pipeline, and publishes node events.
-struct BoardObserver {
-    hub: Hub,
-    run_id: TaskId,
-    nodes: HashMap<String, TaskId>,
-}
-
-impl BoardObserver {
-    async fn move_node(&self, node: &str, status: TaskStatus) -> Option<TaskId> {
-        let task_id = *self.nodes.get(node)?;
-        let result = match self.hub.inner.store.get_task(task_id).await {
-            Ok(task) => self.hub.set_node_status(task, status).await.map(|_| ()),
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(task = %task_id, %status, error = %e, "could not move a task of a run");
-        }
-        Some(task_id)
-    }
-}
-
-#[async_trait]
-impl PipelineObserver for BoardObserver {
-    async fn started(&self, node: &str, agent: &AgentId) {
-        if let Some(task_id) = self.move_node(node, TaskStatus::InProgress).await {
-            self.hub.publish(EventKind::NodeStarted {
-                run_id: self.run_id,
-                task_id,
-                node: node.to_string(),
-                agent: agent.clone(),
-            });
-        }
-    }
-
-    async fn retried(&self, node: &str, attempt: u32, error: &AgentError, delay: Duration) {
-        let Some(task_id) = self.nodes.get(node).copied() else {
-            return;
-        };
-        self.hub
-            .log(
-                LogEntry::new(
-                    Direction::Out,
-                    "error",
-                    serde_json::json!({
-                        "error": error.to_string(),
-                        "attempt": attempt,
-                        "retry_in_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    }),
-                )
-                .task(task_id),
-            )
-            .await;
-        self.hub.publish(EventKind::NodeRetried {
-            run_id: self.run_id,
-            task_id,
-            node: node.to_string(),
-            attempt,
-            error: error.to_string(),
-        });
-    }
-
-    async fn completed(&self, node: &str, output: &NodeOutput, attempts: u32) -> Result<(), Error> {
-        let Some(task_id) = self.nodes.get(node).copied() else {
-            return Ok(());
-        };
-        // The output first: a task that is `done` always has its output stored.
-        let payload = serde_json::json!({
-            "text": output.text,
-            "usage": output.usage,
-            "attempts": attempts,
-        });
-        self.hub
-            .inner
-            .store
-            .append_log(LogEntry::new(Direction::Out, OUTPUT_LOG_KIND, payload).task(task_id))
-            .await?;
-        let task = self.hub.inner.store.get_task(task_id).await?;
-        self.hub.set_node_status(task, TaskStatus::Done).await?;
-        self.hub.publish(EventKind::NodeCompleted {
-            run_id: self.run_id,
-            task_id,
-            node: node.to_string(),
-            attempts,
-            output_chars: output.text.chars().count(),
-        });
-        Ok(())
-    }
-
-    async fn failed(&self, node: &str, error: &str) {
-        if let Some(task_id) = self.move_node(node, TaskStatus::Failed).await {
-            self.hub
-                .log(
-                    LogEntry::new(Direction::Out, "error", serde_json::json!({"error": error}))
-                        .task(task_id),
-                )
-                .await;
-            self.hub.publish(EventKind::NodeFailed {
-                run_id: self.run_id,
-                task_id,
-                node: node.to_string(),
-                error: error.to_string(),
-            });
-        }
-    }
-
-    async fn cancelled(&self, node: &str) {
-        if let Some(task_id) = self.move_node(node, TaskStatus::Cancelled).await {
-            self.hub.publish(EventKind::NodeCancelled {
-                run_id: self.run_id,
-                task_id,
-                node: node.to_string(),
-            });
-        }
-    }
-}
-
-/// The outputs of a finished run's tasks, read back from the board (by the plan's task id).
-impl RunResult {
-    /// The run's tasks on the board, by the plan's task id.
-    pub fn tasks(&self) -> BTreeMap<&str, TaskId> {
-        self.assignments
-            .iter()
-            .map(|a| (a.node.as_str(), a.task_id))
-            .collect()
     }
 }
