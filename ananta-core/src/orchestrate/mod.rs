@@ -1,13 +1,13 @@
 //! Orchestration runs on the Hub: a prompt is split into a plan of tasks
 //! ([`Decomposer`](crate::Decomposer)), each task is matched to the agent that fits it best
 //! ([`AgentMatcher`](crate::matching::AgentMatcher)), and the plan runs as a
-//! [`Pipeline`] — durably.
+//! [`Pipeline`](crate::pipeline::Pipeline) — durably.
 //!
 //! # Runs on the board
 //!
 //! A run is a task on the board (tagged [`RUN_TAG`], its description the prompt), and every
 //! task of its plan is a task too (tagged [`NODE_TAG`], its title the plan's id for it,
-//! [`Task::run_id`] pointing at the run and [`Task::depends_on`] at the tasks it needs). The
+//! [`Task::run_id`](crate::task::Task::run_id) pointing at the run and [`Task::depends_on`](crate::task::Task::depends_on) at the tasks it needs). The
 //! run's task logs the plan and the assignments before anything runs; a task's output is
 //! logged on it before the task counts as done and before anything that depends on it starts.
 //! Everything goes through the [`TaskStore`](crate::TaskStore) trait, so this works on every
@@ -15,17 +15,17 @@
 //!
 //! # Agents
 //!
-//! A task goes to a node agent ([`Hub::add_node_agent`]: a
+//! A task goes to a node agent ([`Hub::add_node_agent`](crate::hub::Hub::add_node_agent): a
 //! [`TextAgent`](crate::pipeline::TextAgent), a [`ShellAgent`](crate::pipeline::ShellAgent) or
-//! your own [`NodeAgent`]), or to an agent connected with [`Hub::register_agent`] (a local
+//! your own [`NodeAgent`](crate::pipeline::NodeAgent)), or to an agent connected with [`Hub::register_agent`](crate::hub::Hub::register_agent) (a local
 //! [`Worker`](crate::Worker) or a remote one): that one works on the run's board task itself,
-//! through [`Hub::run`], so its steps are stored on the task; the dependencies' outputs are
+//! through [`Hub::run`](crate::hub::Hub::run), so its steps are stored on the task; the dependencies' outputs are
 //! added to the task's description first. A step that needs a human's approval fails the
 //! task (its proposal stays on it, with the reasons).
 //!
 //! A Hub that stopped mid-run (a crash, a kill) leaves the run `in_progress`. A Hub started
-//! on the same store finds it with [`Hub::unfinished_runs`] and finishes it with
-//! [`Hub::resume_run`]: finished tasks are not run again (their stored outputs are handed on),
+//! on the same store finds it with [`Hub::unfinished_runs`](crate::hub::Hub::unfinished_runs) and finishes it with
+//! [`Hub::resume_run`](crate::hub::Hub::resume_run): finished tasks are not run again (their stored outputs are handed on),
 //! tasks that were running are run again, the rest run as planned.
 //!
 //! # Events
@@ -188,7 +188,7 @@ pub struct RunResult {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OrchestrateError {
-    /// [`Hub::orchestrate`] needs a decomposer ([`HubBuilder::decomposer`](crate::HubBuilder::decomposer)).
+    /// [`Hub::orchestrate`](crate::hub::Hub::orchestrate) needs a decomposer ([`HubBuilder::decomposer`](crate::HubBuilder::decomposer)).
     #[error("the hub has no decomposer; build it with HubBuilder::decomposer or use Hub::run_plan")]
     NoDecomposer,
     /// The prompt could not be split into a valid plan.

@@ -1,4 +1,4 @@
-//! [`PostgresStore`]: a [`TaskStore`] on a PostgreSQL server, shared by any number of hubs.
+//! [`PostgresStore`]: a [`TaskStore`](ananta_core::store::TaskStore) on a PostgreSQL server, shared by any number of hubs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,7 @@ impl PostgresOptions {
 
 type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
-/// A [`TaskStore`] on a PostgreSQL server: several hubs (processes, machines) can share one
+/// A [`TaskStore`](ananta_core::store::TaskStore) on a PostgreSQL server: several hubs (processes, machines) can share one
 /// board. The client is pure Rust (`diesel-async` on `tokio-postgres`); no libpq is needed.
 ///
 /// - **Rows**: each task, template, step and log entry is kept as JSONB in `data`, with copies
@@ -100,13 +100,13 @@ type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 ///   version) in indexed columns. Every write updates both in the same statement, so they
 ///   never disagree; reads use `data` alone.
 /// - **Changes** (`update_task`, `append_step`, `renew`, `release`, …) run in one transaction:
-///   the task row is locked (`SELECT … FOR UPDATE`), the rule of [`TaskStore`] is applied to
+///   the task row is locked (`SELECT … FOR UPDATE`), the rule of [`TaskStore`](ananta_core::store::TaskStore) is applied to
 ///   it in Rust, and the result is written back, so concurrent changes of one task are
 ///   serialized and a stale fencing token is always detected.
 /// - **Claims** are one statement that picks the claimable tasks in claim order, skipping rows
 ///   other claimers hold at that moment (`FOR UPDATE SKIP LOCKED`), and takes them, expired
 ///   leases included: many claimers on many hubs never get the same task and never wait on
-///   each other. [`claim_many`](TaskStore::claim_many) takes a batch in the same statement.
+///   each other. [`claim_many`](ananta_core::store::TaskStore::claim_many) takes a batch in the same statement.
 /// - **Wake-ups**: when a task becomes claimable (created or updated into `todo`, released to
 ///   `todo`) the store sends `NOTIFY ananta_tasks` with the commit; idle claimers wait with
 ///   [`wait_for_work`](Self::wait_for_work) or a [`WorkSignal`] instead of polling.
@@ -116,7 +116,7 @@ type Pool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 ///   [`StoreError::Unavailable`] within [`PostgresOptions::connect_timeout`].
 ///
 /// Lease expiry uses the clocks of the hubs (like every backend): keep them in sync.
-/// It follows the rules of [`TaskStore`] and passes the [`conformance`](crate#conformance-suite)
+/// It follows the rules of [`TaskStore`](ananta_core::store::TaskStore) and passes the [`conformance`](crate#conformance-suite)
 /// suite. Cheap to clone; clones share the pool.
 ///
 /// ```no_run

@@ -1,4 +1,4 @@
-//! [`SqliteStore`]: a durable [`TaskStore`] in one SQLite file.
+//! [`SqliteStore`]: a durable [`TaskStore`](ananta_core::store::TaskStore) in one SQLite file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,7 +95,7 @@ impl SqliteOptions {
     }
 }
 
-/// A [`TaskStore`] in one SQLite file: durable, embedded, no server and no system library
+/// A [`TaskStore`](ananta_core::store::TaskStore) in one SQLite file: durable, embedded, no server and no system library
 /// (SQLite is compiled in).
 ///
 /// - **Writes** go to one writer thread that owns the only writing connection. It takes every
@@ -113,7 +113,7 @@ impl SqliteOptions {
 ///   is refused with [`StoreError::IncompatibleSchema`], a damaged file with
 ///   [`StoreError::Corrupt`], a read-only location with [`StoreError::ReadOnly`].
 ///
-/// It follows the rules of [`TaskStore`] and passes the [`conformance`](crate#conformance-suite)
+/// It follows the rules of [`TaskStore`](ananta_core::store::TaskStore) and passes the [`conformance`](crate#conformance-suite)
 /// suite. Cheap to clone; clones share the connections.
 ///
 /// ```
