@@ -29,6 +29,9 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
+/// The dimension of the lexical vectors the matcher compares: wide, so few features collide.
+pub const LEXICAL_DIMENSION: usize = 2048;
+
 /// The dimension of [`LexicalEmbedder`] vectors unless chosen otherwise.
 pub const DEFAULT_DIMENSION: usize = 384;
 

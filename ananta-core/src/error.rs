@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::ids::{AgentId, ParseIdError, TaskId, TemplateId};
-use crate::task::TaskStatus;
+pub use crate::status::TransitionError;
 
 /// A value a caller gave breaks a rule (a blank title, too many tags, a temperature out of
 /// range): which field, and the message naming the rule. `?` turns it into
@@ -406,18 +406,6 @@ pub enum TemplateError {
     /// The template is invalid in another way (empty name…).
     #[error("invalid template: {0}")]
     Invalid(String),
-}
-
-/// A status change that the transition table does not allow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("task {task}: cannot move from {from} to {to}")]
-pub struct TransitionError {
-    /// The task.
-    pub task: TaskId,
-    /// Current status.
-    pub from: TaskStatus,
-    /// Requested status.
-    pub to: TaskStatus,
 }
 
 /// The umbrella error of the Hub and the Worker.

@@ -86,6 +86,7 @@ pub mod orchestrate;
 pub mod parse;
 pub mod pipeline;
 pub mod registry;
+mod status;
 pub mod steps;
 pub mod store;
 pub mod task;

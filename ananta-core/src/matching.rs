@@ -17,8 +17,6 @@ use tokio::sync::Mutex;
 use crate::agent::{AgentInfo, AgentStatus};
 use crate::embed::{EmbeddingIndex, LexicalEmbedder};
 
-/// The dimension of the lexical vectors the matcher compares: wide, so few features collide.
-pub const LEXICAL_DIMENSION: usize = 2048;
 use crate::error::RegistryError;
 use crate::ids::AgentId;
 use crate::llm::LlmProvider;
@@ -122,7 +120,7 @@ impl AgentMatcher {
             provider: None,
             threshold: 0.1,
             fallback: None,
-            dimension: LEXICAL_DIMENSION,
+            dimension: crate::embed::LEXICAL_DIMENSION,
             candidates: None,
             cache: Mutex::default(),
         }

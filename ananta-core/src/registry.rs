@@ -106,7 +106,7 @@ pub fn rank_agents<'a>(
         .map(|a| (&a.card.name, a.card.match_text()))
         .collect();
     let embedder = LexicalEmbedder::fit(
-        crate::matching::LEXICAL_DIMENSION,
+        crate::embed::LEXICAL_DIMENSION,
         candidates.iter().map(|(_, t)| t.as_str()),
     );
     let query = embedder.embed(text);

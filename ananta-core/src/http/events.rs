@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::ApiQuery;
-use super::hub_routes::HubCtx;
+use super::hub_ctx::HubCtx;
 use super::types::{EventsQuery, LogsQuery};
 use crate::ids::TaskId;
 use crate::log::{LogEntry, LogQuery};

@@ -78,6 +78,7 @@ mod client;
 mod error;
 mod events;
 mod extract;
+mod hub_ctx;
 mod hub_routes;
 mod openapi;
 mod server;
