@@ -32,7 +32,7 @@
 //! let worker = Worker::builder(AgentId::new("w1")?).llm(llm).executor(executor).build()?;
 //! hub.register_worker(&worker).await?;
 //! let task = hub.create_task(NewTask::new("List the files")).await?;
-//! hub.assign(task.id, worker.name().clone()).await?;
+//! hub.assign(task.id, worker.name()).await?;
 //! hub.run(task.id, &StepLimits::steps(5)).await?;
 //! ```
 //!

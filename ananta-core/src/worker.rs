@@ -367,7 +367,7 @@ impl Worker {
     }
 
     /// The worker's own log (the original Ananta's worker `/logs`), newest `limit` entries ascending.
-    pub fn logs(&self, query: &LogQuery) -> Vec<LogEntry> {
+    pub fn logs(&self, query: LogQuery) -> Vec<LogEntry> {
         let ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
         query.select(&ring.entries)
     }

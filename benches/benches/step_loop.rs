@@ -90,7 +90,7 @@ fn hub_step(c: &mut Criterion) {
                 || {
                     rt.block_on(async {
                         let t = hub.create_task(NewTask::new("bench")).await.unwrap();
-                        hub.assign(t.id, AgentId::new("bench").unwrap())
+                        hub.assign(t.id, &AgentId::new("bench").unwrap())
                             .await
                             .unwrap();
                         t.id

@@ -148,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     println!("task {} created: {}", task.id, task.title);
-    hub.assign(task.id, worker.name().clone()).await?;
+    hub.assign(task.id, worker.name()).await?;
     println!("assigned to {}\n", worker.name());
 
     let result = hub.run(task.id, &StepLimits::steps(5)).await;

@@ -60,7 +60,7 @@ async fn setup(answers: &[&str]) -> Setup {
         .await
         .unwrap();
     let task = hub.create_task(NewTask::new("tidy up")).await.unwrap();
-    hub.assign(task.id, worker.name().clone()).await.unwrap();
+    hub.assign(task.id, worker.name()).await.unwrap();
     Setup {
         hub,
         dir,

@@ -675,11 +675,11 @@ async fn offline_agents_tasks_move_to_an_online_one_when_the_host_asks() {
         .create_task(ananta_core::NewTask::new("say hello"))
         .await
         .unwrap();
-    hub.assign(task.id, ananta_core::AgentId::new("w1").unwrap())
+    hub.assign(task.id, &ananta_core::AgentId::new("w1").unwrap())
         .await
         .unwrap();
     hub.set_agent_status(
-        ananta_core::AgentId::new("w1").unwrap(),
+        &ananta_core::AgentId::new("w1").unwrap(),
         AgentStatus::Offline,
     )
     .await

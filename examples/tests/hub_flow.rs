@@ -60,10 +60,7 @@ async fn propose_execute_logs_and_events() {
         .await
         .unwrap();
     assert!(task.id.to_string().starts_with("T-"));
-    s.hub
-        .assign(task.id, s.worker.name().clone())
-        .await
-        .unwrap();
+    s.hub.assign(task.id, s.worker.name()).await.unwrap();
 
     let Proposed::Command(proposal) = s.hub.propose(task.id).await.unwrap() else {
         panic!("expected a command")
@@ -129,7 +126,7 @@ async fn propose_execute_logs_and_events() {
     // the worker keeps its own log too (the original Ananta's worker /logs)
     assert!(
         s.worker
-            .logs(&LogQuery::task(task.id))
+            .logs(LogQuery::task(task.id))
             .iter()
             .any(|e| e.kind == "output")
     );
@@ -171,7 +168,7 @@ async fn run_until_done_feeds_output_back_and_renders_the_template() {
         .await
         .unwrap();
     s.hub
-        .assign(task.id, AgentId::new("w1").unwrap())
+        .assign(task.id, &AgentId::new("w1").unwrap())
         .await
         .unwrap();
 
@@ -214,7 +211,7 @@ async fn step_and_token_budgets_stop_a_run() {
             .await;
     let task = s.hub.create_task(NewTask::new("loop")).await.unwrap();
     s.hub
-        .assign(task.id, AgentId::new("w1").unwrap())
+        .assign(task.id, &AgentId::new("w1").unwrap())
         .await
         .unwrap();
     let report = s.hub.run(task.id, &StepLimits::steps(3)).await.unwrap();
@@ -243,7 +240,7 @@ async fn cancellation_kills_the_running_command() {
     .await;
     let task = s.hub.create_task(NewTask::new("slow")).await.unwrap();
     s.hub
-        .assign(task.id, AgentId::new("w1").unwrap())
+        .assign(task.id, &AgentId::new("w1").unwrap())
         .await
         .unwrap();
     let cancel = CancellationToken::new();
@@ -279,7 +276,7 @@ async fn bad_requests_get_typed_errors_and_change_nothing() {
 
     assert!(matches!(s.hub.propose(task.id).await, Err(Error::NotAssigned(id)) if id == task.id));
     assert!(matches!(
-        s.hub.assign(task.id, AgentId::new("ghost").unwrap()).await,
+        s.hub.assign(task.id, &AgentId::new("ghost").unwrap()).await,
         Err(Error::Registry(ananta_core::RegistryError::NotFound(_)))
     ));
     assert!(matches!(
@@ -291,7 +288,7 @@ async fn bad_requests_get_typed_errors_and_change_nothing() {
         Err(Error::Template(TemplateError::UnknownVariables(v))) if v == ["nope"]
     ));
     s.hub
-        .assign(task.id, AgentId::new("w1").unwrap())
+        .assign(task.id, &AgentId::new("w1").unwrap())
         .await
         .unwrap();
     assert!(matches!(
@@ -357,7 +354,7 @@ async fn transient_llm_errors_are_marked_transient() {
     .await;
     let task = s.hub.create_task(NewTask::new("t")).await.unwrap();
     s.hub
-        .assign(task.id, AgentId::new("w1").unwrap())
+        .assign(task.id, &AgentId::new("w1").unwrap())
         .await
         .unwrap();
     let err = s.hub.propose(task.id).await.unwrap_err();
@@ -376,7 +373,7 @@ async fn monitoring_marks_dead_agents_offline_and_refuses_them() {
     s.hub.register_agent(card, Arc::new(remote)).await.unwrap();
     let task = s.hub.create_task(NewTask::new("t")).await.unwrap();
     s.hub
-        .assign(task.id, AgentId::new("remote").unwrap())
+        .assign(task.id, &AgentId::new("remote").unwrap())
         .await
         .unwrap();
 
@@ -402,7 +399,9 @@ async fn monitoring_marks_dead_agents_offline_and_refuses_them() {
         matches!(s.hub.propose(task.id).await, Err(Error::AgentOffline(a)) if a.as_str() == "remote")
     );
     assert!(matches!(
-        s.hub.assign(task.id, AgentId::new("remote").unwrap()).await,
+        s.hub
+            .assign(task.id, &AgentId::new("remote").unwrap())
+            .await,
         Err(Error::AgentOffline(_))
     ));
 }

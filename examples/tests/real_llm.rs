@@ -55,7 +55,7 @@ async fn worker_proposes_a_command_with_a_real_model() {
         )
         .await
         .unwrap();
-    hub.assign(task.id, worker.name().clone()).await.unwrap();
+    hub.assign(task.id, worker.name()).await.unwrap();
 
     // The proposal is only stored; nothing is executed with a tiny model's command.
     match hub.propose(task.id).await.unwrap() {

@@ -82,7 +82,7 @@ impl HubCtx {
         token: Option<String>,
     ) -> Result<AgentInfo, ApiError> {
         card.validate().map_err(Error::from)?;
-        let existing = match self.hub.get_agent(card.name.clone()).await {
+        let existing = match self.hub.get_agent(&card.name).await {
             Ok(info) => Some(info),
             Err(Error::Registry(RegistryError::NotFound(_))) => None,
             Err(e) => return Err(e.into()),

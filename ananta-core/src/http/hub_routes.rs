@@ -198,7 +198,7 @@ impl HubApi {
         let mut out = Vec::new();
         for (name, before, status) in results {
             if before != status
-                && let Err(e) = hub.set_agent_status(name.clone(), status).await
+                && let Err(e) = hub.set_agent_status(&name, status).await
             {
                 tracing::warn!(agent = %name, error = %e, "could not record agent status");
             }
@@ -349,14 +349,14 @@ async fn get_agent(
     State(ctx): State<HubCtx>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<AgentInfo>> {
-    Ok(Json(ctx.hub.get_agent(agent_id(&name)?).await?))
+    Ok(Json(ctx.hub.get_agent(&agent_id(&name)?).await?))
 }
 
 async fn delete_agent(
     State(ctx): State<HubCtx>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.hub.deregister_agent(agent_id(&name)?).await?;
+    ctx.hub.deregister_agent(&agent_id(&name)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -487,7 +487,7 @@ async fn assign(
         (Some(agent), _) => {
             if let Some(token) = body.token {
                 // A new token for a known worker: reconnect it with that token.
-                let info = ctx.hub.get_agent(agent.clone()).await?;
+                let info = ctx.hub.get_agent(&agent).await?;
                 ctx.connect(info.card, Some(token)).await?;
             }
             agent
@@ -531,7 +531,7 @@ async fn assign(
             ));
         }
     };
-    Ok(Json(ctx.hub.assign(id, agent).await?))
+    Ok(Json(ctx.hub.assign(id, &agent).await?))
 }
 
 async fn task_propose(

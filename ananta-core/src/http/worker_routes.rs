@@ -397,5 +397,5 @@ async fn logs(
     State(ctx): State<WorkerCtx>,
     ApiQuery(q): ApiQuery<LogsQuery>,
 ) -> Json<Vec<LogEntry>> {
-    Json(ctx.worker.logs(&log_query(&q, None)))
+    Json(ctx.worker.logs(log_query(&q, None)))
 }

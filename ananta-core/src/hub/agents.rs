@@ -128,18 +128,18 @@ impl Hub {
     }
 
     /// Removes an agent.
-    pub async fn deregister_agent(&self, id: AgentId) -> Result<(), Error> {
+    pub async fn deregister_agent(&self, id: &AgentId) -> Result<(), Error> {
         self.inner.registry.deregister(id.clone()).await?;
         self.inner
             .clients
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+            .remove(id);
         self.inner
             .node_agents
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+            .remove(id);
         Ok(())
     }
 
@@ -149,21 +149,24 @@ impl Hub {
     }
 
     /// Reads one agent.
-    pub async fn get_agent(&self, id: AgentId) -> Result<AgentInfo, Error> {
-        Ok(self.inner.registry.get(id).await?)
+    pub async fn get_agent(&self, id: &AgentId) -> Result<AgentInfo, Error> {
+        Ok(self.inner.registry.get(id.clone()).await?)
     }
 
     /// Sets an agent's liveness; publishes `AgentStatusChanged` when it changed.
     pub async fn set_agent_status(
         &self,
-        id: AgentId,
+        id: &AgentId,
         status: AgentStatus,
     ) -> Result<AgentInfo, Error> {
         let before = self.inner.registry.get(id.clone()).await?.status;
         let info = self.inner.registry.set_status(id.clone(), status).await?;
         if before != status {
             tracing::info!(agent = %id, ?status, "agent status changed");
-            self.publish(EventKind::AgentStatusChanged { agent: id, status });
+            self.publish(EventKind::AgentStatusChanged {
+                agent: id.clone(),
+                status,
+            });
         }
         Ok(info)
     }
@@ -195,7 +198,7 @@ impl Hub {
         });
         let results = futures::future::join_all(checks).await;
         for (id, status) in &results {
-            if let Err(e) = self.set_agent_status(id.clone(), *status).await {
+            if let Err(e) = self.set_agent_status(id, *status).await {
                 tracing::warn!(agent = %id, error = %e, "could not record agent status");
             }
         }

@@ -17,10 +17,10 @@ use crate::worker::output_payload;
 
 impl Hub {
     /// Assigns a task to a registered agent that is not offline.
-    pub async fn assign(&self, task_id: TaskId, agent: AgentId) -> Result<Task, Error> {
+    pub async fn assign(&self, task_id: TaskId, agent: &AgentId) -> Result<Task, Error> {
         let info = self.inner.registry.get(agent.clone()).await?;
         if info.status == AgentStatus::Offline {
-            return Err(Error::AgentOffline(agent));
+            return Err(Error::AgentOffline(agent.clone()));
         }
         let update = TaskUpdate {
             assigned_agent: Some(Some(agent.clone())),
@@ -33,7 +33,10 @@ impl Hub {
                 .agent(Some(agent.clone())),
         )
         .await;
-        self.publish(EventKind::TaskAssigned { task_id, agent });
+        self.publish(EventKind::TaskAssigned {
+            task_id,
+            agent: agent.clone(),
+        });
         self.publish(EventKind::TaskUpdated {
             task: Box::new(task.clone()),
         });
@@ -67,7 +70,7 @@ impl Hub {
                 return Err(Error::AgentOffline(agent));
             };
             tracing::info!(task = %task.id, from = %agent, to = %next, "reassigning a task away from an offline agent");
-            self.assign(task.id, next.clone()).await?;
+            self.assign(task.id, &next).await?;
             let client = self.client(&next)?;
             return Ok((next, client));
         }
