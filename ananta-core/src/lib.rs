@@ -65,6 +65,9 @@
 //! assert!(!TaskStatus::Done.can_transition_to(TaskStatus::Failed));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Feature flags
+#![doc = document_features::document_features!()]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -155,6 +158,7 @@ pub use worker::{Worker, WorkerBuilder};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod mocks {
     pub use crate::agent::MockAgentClient;
     pub use crate::decompose::MockDecomposer;

@@ -27,7 +27,11 @@
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Feature flags
+#![doc = document_features::document_features!()]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "http")]
 mod http;
@@ -40,11 +44,14 @@ mod resilience;
 mod scripted;
 
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use json::{StructuredOutput, parse_structured};
 #[cfg(feature = "ollama")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ollama")))]
 pub use ollama::{OllamaProvider, OllamaProviderBuilder};
 #[cfg(feature = "openai")]
+#[cfg_attr(docsrs, doc(cfg(feature = "openai")))]
 pub use openai::{OpenAiProvider, OpenAiProviderBuilder};
 pub use resilience::{
     CircuitBreaker, CircuitBreakerPolicy, CircuitState, ConcurrencyLimit, Fallback, ProviderExt,

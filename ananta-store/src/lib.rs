@@ -55,14 +55,20 @@
 //! card versions, `NotFound` and `InvalidCard`, heartbeats and liveness, `best_match` ranking,
 //! and concurrent registrations (none lost, none counted twice); run it with
 //! `registry_conformance::run_all(|| async { MyRegistry::fresh().await })`.
+//!
+//! # Feature flags
+#![doc = document_features::document_features!()]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod conformance;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod registry_conformance;
 mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -76,7 +82,9 @@ mod tests;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::{POSTGRES_MIGRATIONS, PostgresOptions, PostgresStore, WorkSignal};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{Durability, SQLITE_MIGRATIONS, SqliteOptions, SqliteStore};
 pub use url::{OpenedStore, open_url, open_url_with_registry};
