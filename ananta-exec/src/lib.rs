@@ -28,6 +28,35 @@
 //!
 //! Unix only.
 //!
+//! # The layers between a model and the machine
+//!
+//! Commands come from a model, so two layers stand between it and the machine:
+//!
+//! - **The command policy** (`ananta_exec::CommandPolicy`) parses the whole script with a real shell
+//!   grammar (`brush-parser`) and judges every simple command in it — inside pipelines, chains,
+//!   subshells, `$(…)`, backticks, `<(…)`, functions, `eval`, `bash -c`/`sh -c` strings and behind
+//!   `env`/`timeout`/`nohup`/`command`/`busybox`/`xargs` — as `Allow`, `NeedsApproval { reasons }` or
+//!   `Deny { rule, reason }`. Rules are data (`PolicyRules`, TOML; the built-in ones are
+//!   `ananta_exec::policy::DEFAULT_RULES_TOML`), the strictest match wins, unparseable input is denied.
+//!   Modes: `ReadOnly`, `Approve` (reads, workspace-local writes, builds and tests run; the rest
+//!   waits for a human), `Auto` (everything not denied runs — inside the sandbox), `Off`.
+//! - **Human approval**: give a Worker the policy as its gate,
+//!   `Worker::builder(..).gate(Arc::new(CommandPolicy::builtin().gate(PolicyMode::Approve)))`. A
+//!   command that needs approval is not run: the Hub leaves the task `blocked` with the reasons on
+//!   its proposal, `hub.run` stops with `StopReason::AwaitingApproval`, and `hub.approve(task,
+//!   edited_command)` or `hub.reject(task, reason)` goes on; both decisions are logged. A denied
+//!   command is `ExecError::Denied`, never a silent exit code.
+//! - **The Linux sandbox** (`ShellExecutor::sandboxed(workspace)`): writes
+//!   only in the workspace and a private temp dir, reads only from an allowlist of system roots
+//!   (`~/.ssh`, `~/.aws`, other workspaces and the Hub's data are out of reach), no network unless
+//!   allowed, a pids cgroup and resource limits, no way out of the process group, dropped
+//!   capabilities and `no_new_privs` (Landlock, seccomp, a read-only mount namespace, a network
+//!   namespace). `KernelSupport::detect()` says what the kernel offers; a strict sandbox (the
+//!   default) refuses to run with `ExecError::SandboxUnavailable` rather than run unconfined.
+//! - Output: at most 1 MiB of each stream is kept, the model sees head and tail within a budget
+//!   with a marker of what was cut, and the values of secret-looking variables (`*_KEY`, `*_TOKEN`,
+//!   `*PASSWORD*`…) are replaced by `[redacted NAME]` in everything a command prints.
+//!
 //! # Example
 //!
 //! ```

@@ -28,6 +28,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Configuration from the environment
+//!
+//! `from_env()` reads the original Ananta's variables: `OLLAMA_URL` (default `http://localhost:11434`;
+//! the original Ananta's `…/api/generate` form is accepted) and `OLLAMA_MODEL`; `OPENAI_URL` (default OpenAI;
+//! `…/chat/completions` is accepted), `OPENAI_API_KEY` and `OPENAI_MODEL`;
+//! `OpenAiProvider::lm_studio_from_env()` reads `LMSTUDIO_URL` (default
+//! `http://localhost:1234/v1`) and `LMSTUDIO_MODEL`. `Worker::builder(..).structured_output(true)`
+//! makes servers that support JSON-schema output (llama.cpp, Ollama, OpenAI, LM Studio, vLLM)
+//! answer every step in the shape the Worker reads.
+//!
 //! # Feature flags
 #![doc = document_features::document_features!()]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

@@ -17,6 +17,37 @@
 //! Every error is `{"error": {"code", "message", "details"?}}` ([`ApiError`]) with a fitting
 //! status; `GET /openapi.json` describes the whole API ([`openapi_document`]).
 //!
+//! # What the API does
+//!
+//! - **Routes**: every endpoint of the original Ananta (`/health`, `/config`, `/step/propose`,
+//!   `/step/execute`, `/logs`, `/register`, `/agents`, `/templates…`, `/tasks…`,
+//!   `/tasks/{id}/assign|step/propose|step/execute|logs`, `/events`) plus
+//!   `/tasks/{id}/approve|reject`, `/login`, `/rotate-token` and `/openapi.json` (OpenAPI 3,
+//!   generated with `schemars` from the types the handlers use; `HUB_ROUTES` / `WORKER_ROUTES`
+//!   list them with the access each needs).
+//! - **Errors**: always `{"error": {"code", "message", "details"?}}`: 400 malformed, 401/403 auth,
+//!   404 unknown id, 409 invalid transition, version conflict or `approval_required` (the task
+//!   waits, blocked, for `/approve` or `/reject`), 403 `command_denied`, 413 too large, 415 not
+//!   JSON, 422 wrong shape, 429 rate limited, 502/504 a forwarded worker failed or timed out, 503
+//!   agent offline or shutting down.
+//! - **Auth**: with `AGENT_TOKEN` set, every route but `/health` and `/login` needs `Authorization: Bearer <token>` (or `?token=`), compared in constant time; without it
+//!   the server logs a loud warning and is open to anyone who reaches it. Users
+//!   (`INITIAL_ADMIN_PASSWORD`, argon2 hashes) `POST /login` for a JWT (HS256, `SECRET_KEY`) with
+//!   a role: `admin` changes config, templates and tokens; `user` creates and drives tasks;
+//!   `reader` reads. `POST /rotate-token` on a worker makes a new token, tells its hub, then
+//!   switches.
+//! - **Workers**: register with `POST /register` (the hub checks their `/health` first; a
+//!   `REGISTRATION_SECRET` may stand in for the hub token), retry with backoff while the hub is
+//!   down, and send the registration again as their heartbeat. The hub marks an agent offline
+//!   after missed heartbeats or a failed health check (`agent_status_changed` event) and never
+//!   forwards to it (503 `agent_offline`, or `HubBuilder::reassign_offline`). Execute requests
+//!   carry an `idempotency-key` the worker remembers, so a retried request never runs a command
+//!   twice.
+//! - **Operations**: `GET /events` (server-sent events, `?task_id=`), `GET
+//!   /tasks/{id}/logs?follow=true` (the log live), graceful shutdown on SIGTERM/SIGINT, a 1 MiB
+//!   body limit, a request timeout, CORS (`CORS_ORIGINS`), rate limits on `/login` and
+//!   `/register`, an `x-request-id` on every answer and in the trace.
+//!
 //! # Authentication
 //!
 //! Authentication and roles of the HTTP API: the system token (`AGENT_TOKEN`, full admin

@@ -70,6 +70,34 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # In detail
+//!
+//! - **Planning**: `LlmDecomposer` asks the model for a plan with the plan's JSON schema, validates
+//!   it (at least one task, unique ids, known dependencies, no cycles, no empty descriptions, a
+//!   size limit) and sends an invalid plan back with its exact problems before giving up with a
+//!   typed error. `Plan::waves`, `Plan::critical_path` and `Plan::table` show it.
+//! - **Matching**: the Hub's `AgentMatcher` compares each task with the card of every online agent
+//!   it can run (name, description, system prompt, tools, tags) by embedding similarity — the provider's
+//!   embeddings (`HubBuilder::embeddings`, cached per card version) or the model-free
+//!   `LexicalEmbedder` — with a threshold and fallback agent, pins (`RunOptions::pin`, or a plan's
+//!   `agent_hint` naming an agent). `AgentRegistry::best_match` ranks with the same lexical
+//!   embedder.
+//! - **Running**: `Pipeline` runs independent tasks in parallel up to a limit; each task gets its
+//!   dependencies' outputs as context within a budget (cut with a marker); transient failures are
+//!   retried with backoff; per-task timeouts; fail-fast or finish-independent; cancellation that
+//!   reaches the agents and their processes; budgets of calls, tokens and time. A one-task plan
+//!   runs inline. Agents are node agents (`Hub::add_node_agent`: `TextAgent`s, LLM only;
+//!   `ShellAgent`s, a Worker running commands; or your own `NodeAgent`), or Workers connected with
+//!   `Hub::register_agent` (in-process or remote), which work on the run's board task itself, every
+//!   step stored on it.
+//! - **Durable runs**: the run and every planned task are tasks on the board (`Task::run_id`,
+//!   `Task::depends_on`); the plan is stored before anything runs and each output before its task
+//!   counts as done. A Hub restarted on the same store finds unfinished runs
+//!   (`Hub::unfinished_runs`) and resumes them (`Hub::resume_run`): finished tasks are not run
+//!   again, interrupted ones are.
+//! - **Events**: `run_started`, `node_started`, `node_retried`, `node_completed`, `node_failed`,
+//!   `node_cancelled`, `run_finished` on the Hub's bus (and on `GET /events`).
 
 use std::collections::{BTreeMap, HashMap};
 
