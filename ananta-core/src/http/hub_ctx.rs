@@ -42,7 +42,7 @@ impl HubCtx {
         let AgentEndpoint::Url(url) = &card.endpoint else {
             return Err(ApiError::invalid("the agent has no URL"));
         };
-        Ok(RemoteAgent::new(url.clone(), token)?.with_client(self.client.clone()))
+        Ok(RemoteAgent::new(url.clone(), token)?.client(self.client.clone()))
     }
 
     /// Checks a worker's `/health` before the hub takes it on.

@@ -140,7 +140,7 @@ impl RemoteAgent {
     }
 
     /// Time to open a connection (default 5 s). It configures the client this agent built;
-    /// a client given with [`with_client`](Self::with_client) keeps its own setting.
+    /// a client given with [`client`](Self::client) keeps its own setting.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         if !self.custom_client {
@@ -164,7 +164,7 @@ impl RemoteAgent {
 
     /// Uses this `reqwest` client (shared connection pool, proxies, TLS settings). Its own
     /// connect timeout applies; the per-call timeouts of this agent still do.
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+    pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
         self.custom_client = true;
         self

@@ -89,7 +89,7 @@ impl HubClient {
     }
 
     /// Uses this `reqwest` client (shared connection pool, proxies, TLS settings).
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+    pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
         self
     }
