@@ -27,8 +27,12 @@ mod rotation;
 mod tests;
 mod users;
 
-#[allow(unused_imports)]
-use self::{credentials::*, jwt::*, rate::*, rotation::*, users::*};
+use credentials::{bad_login, missing_credentials, non_empty, random_hex, secret_eq};
+use jwt::{Claims, DEFAULT_JWT_TTL, JWT_LEEWAY_SECS};
+use rate::{DEFAULT_LOGIN_PER_MINUTE, DEFAULT_REGISTER_PER_MINUTE, Limiter, limiter};
+use rotation::{TOKEN_SUBJECT, Tokens};
+use users::{User, user_list};
+
 pub use builder::AuthBuilder;
 pub use roles::{Access, Principal, RateBucket, Role};
 pub use users::{LoginRequest, LoginResponse};

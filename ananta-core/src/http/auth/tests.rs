@@ -4,6 +4,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::Header;
 
+use super::credentials::credential;
+use super::rate::rate_key;
 use super::*;
 
 const TOKEN: &str = "system-token-0123456789";
