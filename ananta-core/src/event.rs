@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::agent::{AgentInfo, AgentStatus};
+use crate::feedback::Feedback;
 use crate::ids::{AgentId, TaskId};
 use crate::task::{Proposed, StepRecord, Task, TaskStatus};
+use crate::verify::Verification;
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -49,6 +51,21 @@ pub enum EventKind {
         task_id: TaskId,
         /// The record of the step.
         step: Box<StepRecord>,
+    },
+    /// An answer of the model was fed back to it instead of run (unreadable, denied, rejected,
+    /// repeated, or a failed acceptance check).
+    StepFeedback {
+        /// The task.
+        task_id: TaskId,
+        /// What the model is told.
+        feedback: Box<Feedback>,
+    },
+    /// The acceptance checks of a task ran because its agent said it was finished.
+    TaskVerified {
+        /// The task.
+        task_id: TaskId,
+        /// The evidence (`passed: false` with no checks means unverified).
+        verification: Box<Verification>,
     },
     /// An agent registered (or re-registered).
     AgentRegistered {
@@ -166,6 +183,8 @@ impl EventKind {
             | Self::TaskAssigned { task_id, .. }
             | Self::StepProposed { task_id, .. }
             | Self::StepExecuted { task_id, .. }
+            | Self::StepFeedback { task_id, .. }
+            | Self::TaskVerified { task_id, .. }
             | Self::NodeStarted { task_id, .. }
             | Self::NodeRetried { task_id, .. }
             | Self::NodeCompleted { task_id, .. }
@@ -185,6 +204,8 @@ impl EventKind {
             Self::TaskAssigned { .. } => "task_assigned",
             Self::StepProposed { .. } => "step_proposed",
             Self::StepExecuted { .. } => "step_executed",
+            Self::StepFeedback { .. } => "step_feedback",
+            Self::TaskVerified { .. } => "task_verified",
             Self::AgentRegistered { .. } => "agent_registered",
             Self::AgentStatusChanged { .. } => "agent_status_changed",
             Self::RunStarted { .. } => "run_started",

@@ -77,6 +77,7 @@ pub mod embed;
 pub mod error;
 pub mod event;
 pub mod exec;
+pub mod feedback;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -97,6 +98,7 @@ pub mod template;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
+pub mod verify;
 pub mod worker;
 
 // The crate root holds the domain model, the five traits (and `AgentClient`, through which the

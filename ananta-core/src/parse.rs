@@ -1,14 +1,18 @@
 //! Reading a model's answer: a command to run next, or "the task is done".
 //!
-//! The Worker asks for JSON (`{"reason": "...", "command": "..."}`, or `{"reason": "...",
-//! "done": true}`), but small local models answer in many shapes. [`parse_answer`] tries, in
+//! The Worker asks for JSON in the shape of [`AnswerFormat`] (`{"analysis": "...", "next":
+//! {"run": "..."}}` or `{"analysis": "...", "next": {"finish": "..."}}`; the older `{"reason":
+//! "...", "command": "..."}` / `"done": true` shape is read too), but small local models answer
+//! in many shapes. [`parse_answer`] tries, in
 //! order:
 //!
 //! 1. JSON — the whole answer, a fenced ```` ```json ```` block, or the first `{…}` object in
 //!    prose; malformed JSON still yields its `"command"` string when that can be read;
 //! 2. `REASON:` / `COMMAND:` lines (also `**COMMAND:**`, and `COMMAND: DONE` or a `DONE:` line);
-//! 3. the first fenced shell block (```` ```bash ````, ```` ```sh ````, or an unlabelled one),
-//!    with `$ ` prompts removed; the prose before it is the reason.
+//! 3. the first fenced block that runs: shell (```` ```bash ````, ```` ```sh ````, or an
+//!    unlabelled one, with `$ ` prompts removed) or Python (```` ```python ````, or an
+//!    unlabelled one that reads as Python), run with `python3`; a block of nothing but
+//!    comments is no command. The prose before it is the reason.
 //!
 //! An answer with none of these is a [`ProposalError`]: an empty answer is
 //! [`ProposalError::Empty`], anything else (a refusal, a question, prose) is
@@ -21,17 +25,29 @@ use serde_json::Value;
 use crate::error::ProposalError;
 
 /// The answer shape the default system prompt asks for, as a type: its JSON schema is what a
-/// Worker with structured output sends (every field is required, so a schema-constrained model
-/// always writes all three). `done: true` ends the task whatever `command` says.
+/// Worker with structured output sends.
+///
+/// `{"analysis": "…", "next": {"run": "<command>"}}` or
+/// `{"analysis": "…", "next": {"finish": "<summary>"}}`. The model writes its analysis first
+/// (the properties sort that way, so a schema-constrained model reasons before it commits), and
+/// "run this" and "finished" are exclusive shapes: a finished answer has no command to drop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerFormat {
-    /// Why this is the right next step, or a summary when done.
-    pub reason: String,
-    /// The one shell command to run next (ignored when `done`).
-    pub command: String,
-    /// Whether the task is complete.
-    pub done: bool,
+    /// What the last output shows and why the next action is right.
+    pub analysis: String,
+    /// The next action.
+    pub next: NextAction,
+}
+
+/// The action of an [`AnswerFormat`] answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum NextAction {
+    /// Run this one shell command next.
+    Run(String),
+    /// The task is finished; a summary of what was achieved.
+    Finish(String),
 }
 
 /// What the model answered.
@@ -143,11 +159,29 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
     for candidate in &candidates {
         if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(candidate) {
             let get_str = |k: &str| map.get(k).and_then(Value::as_str).map(str::trim);
-            let reason = get_str("reason")
+            let reason = get_str("analysis")
+                .or_else(|| get_str("reason"))
                 .or_else(|| get_str("explanation"))
                 .or_else(|| get_str("summary"))
                 .unwrap_or_default()
                 .to_string();
+            if let Some(Value::Object(next)) = map.get("next") {
+                let next_str = |k: &str| next.get(k).and_then(Value::as_str).map(str::trim);
+                if let Some(summary) = next_str("finish") {
+                    let summary = if summary.is_empty() {
+                        reason
+                    } else {
+                        summary.to_string()
+                    };
+                    return Some(Some(ParsedAnswer::Done { summary }));
+                }
+                let command = next_str("run").map(clean_command).unwrap_or_default();
+                return Some(if command.is_empty() {
+                    None
+                } else {
+                    Some(ParsedAnswer::Command { reason, command })
+                });
+            }
             let done = match map.get("done") {
                 Some(Value::Bool(b)) => *b,
                 Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
@@ -171,8 +205,32 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
             });
         }
     }
-    // Malformed JSON: salvage a `"command": "…"` string if one is readable.
+    // Malformed JSON (cut off, a trailing comma): a readable "finished" wins over a command,
+    // as it does in well-formed JSON; else a readable command string is used.
     for candidate in candidates.iter().copied().chain(std::iter::once(text)) {
+        let reason = || {
+            json_string_field(candidate, "analysis")
+                .or_else(|| json_string_field(candidate, "reason"))
+                .unwrap_or_default()
+        };
+        if let Some(summary) = json_string_field(candidate, "finish") {
+            let summary = if summary.trim().is_empty() {
+                reason()
+            } else {
+                summary
+            };
+            return Some(Some(ParsedAnswer::Done { summary }));
+        }
+        if says_done_true(candidate) {
+            return Some(Some(ParsedAnswer::Done { summary: reason() }));
+        }
+        if let Some(command) = json_string_field(candidate, "run") {
+            let command = clean_command(&command);
+            if !command.is_empty() {
+                let reason = reason();
+                return Some(Some(ParsedAnswer::Command { reason, command }));
+            }
+        }
         if let Some(command) = json_string_field(candidate, "command") {
             let command = clean_command(&command);
             if !command.is_empty() {
@@ -182,6 +240,17 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
         }
     }
     None
+}
+
+/// Whether broken JSON holds `"done": true`.
+fn says_done_true(text: &str) -> bool {
+    let Some(at) = text.find("\"done\"") else {
+        return false;
+    };
+    text[at + 6..]
+        .trim_start()
+        .strip_prefix(':')
+        .is_some_and(|rest| rest.trim_start().starts_with("true"))
 }
 
 /// The first balanced `{…}` in `text` (string-aware), if any.
@@ -312,7 +381,7 @@ fn from_lines(text: &str) -> Option<ParsedAnswer> {
             // `COMMAND:` followed by a fenced block on the next lines
             let rest = lines[i + 1..].join("\n");
             if let Some(fence) = fences(&rest).into_iter().find(|f| is_shell_fence(f)) {
-                let command = fence_command(fence.body);
+                let command = fence_to_command(&fence);
                 if !command.is_empty() {
                     return Some(ParsedAnswer::Command { reason, command });
                 }
@@ -325,9 +394,55 @@ fn from_lines(text: &str) -> Option<ParsedAnswer> {
     None
 }
 
+const PYTHON_LANGS: [&str; 3] = ["python", "python3", "py"];
+
 fn is_shell_fence(fence: &Fence<'_>) -> bool {
-    SHELL_LANGS.contains(&fence.lang.to_ascii_lowercase().as_str())
+    let lang = fence.lang.to_ascii_lowercase();
+    (SHELL_LANGS.contains(&lang.as_str()) || PYTHON_LANGS.contains(&lang.as_str()))
         && !fence.body.trim().starts_with('{')
+}
+
+/// Whether an untagged block reads as Python rather than shell.
+fn looks_like_python(body: &str) -> bool {
+    let code: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let pythonic = |l: &&str| {
+        l.starts_with("import ")
+            || (l.starts_with("from ") && l.contains(" import "))
+            || l.starts_with("def ")
+            || l.starts_with("class ")
+            || l.starts_with("print(")
+            || l.starts_with("with open(")
+            || l.starts_with("if __name__")
+            || (l.starts_with("for ") && l.contains(" in ") && l.ends_with(':'))
+    };
+    !code.is_empty() && code.iter().any(pythonic)
+}
+
+/// The command that runs a fence: shell as it is, Python through `python3` with the script
+/// on stdin (a heredoc whose end marker the script cannot contain).
+fn fence_to_command(fence: &Fence<'_>) -> String {
+    let lang = fence.lang.to_ascii_lowercase();
+    let python =
+        PYTHON_LANGS.contains(&lang.as_str()) || (lang.is_empty() && looks_like_python(fence.body));
+    if !python {
+        return fence_command(fence.body);
+    }
+    let script = fence.body.trim_matches('\n').trim_end();
+    if script.lines().all(|l| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    }) {
+        return String::new();
+    }
+    let mut marker = String::from("ANANTA_PY");
+    while script.lines().any(|l| l.trim() == marker) {
+        marker.push('_');
+    }
+    format!("python3 - <<'{marker}'\n{script}\n{marker}")
 }
 
 /// The command of a shell fence: lines without `$ ` prompts, comments and blank lines kept as
@@ -346,15 +461,22 @@ fn fence_command(body: &str) -> String {
         })
         .filter(|l| !l.trim().is_empty())
         .collect();
+    // A block of nothing but comments would run as a do-nothing command.
+    if lines.iter().all(|l| l.trim_start().starts_with('#')) {
+        return String::new();
+    }
     lines.join("\n").trim().to_string()
 }
 
 fn from_fence(text: &str) -> Option<ParsedAnswer> {
-    let fence = fences(text).into_iter().find(is_shell_fence)?;
-    let command = fence_command(fence.body);
-    if command.is_empty() {
-        return None;
-    }
+    let (fence, command) = fences(text)
+        .into_iter()
+        .filter(is_shell_fence)
+        .map(|f| {
+            let command = fence_to_command(&f);
+            (f, command)
+        })
+        .find(|(_, command)| !command.is_empty())?;
     let prose = text[..fence.start].trim();
     let reason: String = prose
         .lines()
@@ -535,7 +657,8 @@ mod tests {
 
     #[test]
     fn non_shell_fence_is_not_a_command() {
-        no_command("Here is the code:\n```python\nprint('hi')\n```");
+        no_command("Here is the code:\n```rust\nfn main() {}\n```");
+        no_command("Config:\n```yaml\nkey: value\n```");
     }
 
     #[test]
@@ -637,6 +760,110 @@ mod tests {
         assert!(
             commands > 100,
             "the generator must reach the command paths ({commands})"
+        );
+    }
+}
+
+#[cfg(test)]
+mod loop_hygiene_tests {
+    use super::*;
+
+    fn command(raw: &str) -> String {
+        match parse_answer(raw) {
+            Ok(ParsedAnswer::Command { command, .. }) => command,
+            other => panic!("expected a command from {raw:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answer_format_reads_run_and_finish() {
+        let raw = r#"{"analysis": "the folder is missing", "next": {"run": "mkdir -p notes"}}"#;
+        assert_eq!(
+            parse_answer(raw).ok(),
+            Some(ParsedAnswer::Command {
+                reason: "the folder is missing".into(),
+                command: "mkdir -p notes".into()
+            })
+        );
+        let raw = r#"{"analysis": "checked", "next": {"finish": "notes written"}}"#;
+        assert_eq!(
+            parse_answer(raw).ok(),
+            Some(ParsedAnswer::Done {
+                summary: "notes written".into()
+            })
+        );
+        assert!(parse_answer(r#"{"analysis": "hm", "next": {"run": "  "}}"#).is_err());
+    }
+
+    #[test]
+    fn the_schema_puts_analysis_first_and_makes_run_and_finish_exclusive() {
+        let schema = serde_json::to_value(schemars::schema_for!(AnswerFormat)).unwrap_or_default();
+        let props: Vec<&String> = schema["properties"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(props, ["analysis", "next"], "{schema}");
+        let text = schema.to_string();
+        assert!(text.contains("\"oneOf\""), "{text}");
+        let run: AnswerFormat = serde_json::from_str(r#"{"analysis": "a", "next": {"run": "ls"}}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(run.next, NextAction::Run("ls".into()));
+        assert!(
+            serde_json::from_str::<AnswerFormat>(
+                r#"{"analysis": "a", "next": {"run": "ls", "finish": "x"}}"#
+            )
+            .is_err(),
+            "both at once is no answer"
+        );
+    }
+
+    #[test]
+    fn cut_off_json_that_says_done_is_done_not_its_command() {
+        let raw = r#"{"reason": "all good", "command": "rm -rf build", "done": true"#;
+        assert!(matches!(parse_answer(raw), Ok(ParsedAnswer::Done { .. })));
+        let raw = r#"{"analysis": "ok", "next": {"finish": "wrote the file"#;
+        assert!(
+            matches!(parse_answer(raw), Err(ProposalError::NoCommand { .. })),
+            "an unterminated summary is unreadable"
+        );
+        let raw = r#"{"analysis": "ok", "next": {"finish": "wrote it"}"#;
+        assert_eq!(
+            parse_answer(raw).ok(),
+            Some(ParsedAnswer::Done {
+                summary: "wrote it".into()
+            })
+        );
+        let raw = r#"{"analysis": "make it", "next": {"run": "touch a.txt"}"#;
+        assert_eq!(command(raw), "touch a.txt");
+    }
+
+    #[test]
+    fn untagged_python_runs_with_python() {
+        let raw = "Here is a script:\n```\nimport os\nprint(os.getcwd())\n```";
+        let c = command(raw);
+        assert!(c.starts_with("python3 - <<'ANANTA_PY'\nimport os\n"), "{c}");
+        assert!(c.ends_with("\nANANTA_PY"), "{c}");
+        let tagged = command("```python\nprint('hi')\n```");
+        assert!(tagged.starts_with("python3 - <<'ANANTA_PY'"), "{tagged}");
+        // A script holding the marker line gets another marker.
+        let tricky = command("```python\nx = '''\nANANTA_PY\n'''\nprint(x)\n```");
+        assert!(tricky.starts_with("python3 - <<'ANANTA_PY_'"), "{tricky}");
+        // Shell stays shell.
+        assert_eq!(command("```\nls -la\n```"), "ls -la");
+        assert_eq!(
+            command("```\nfor f in *; do echo $f; done\n```"),
+            "for f in *; do echo $f; done"
+        );
+    }
+
+    #[test]
+    fn a_fence_of_only_comments_is_no_command() {
+        assert!(parse_answer("I would run:\n```bash\n# nothing to do yet\n```").is_err());
+        assert!(parse_answer("```python\n# TODO\n```").is_err());
+        // A comment beside a command keeps the command.
+        assert_eq!(
+            command("```bash\n# make it\nmkdir x\n```"),
+            "# make it\nmkdir x"
         );
     }
 }

@@ -14,7 +14,8 @@ use crate::ids::TaskId;
 ///
 /// The original Ananta's board columns are `backlog`, `todo`, `in_progress` and `done`; Ananta adds
 /// `proposing` (an agent is asking its LLM for the next step), `blocked` (waiting on something
-/// outside, e.g. a human), `failed` and `cancelled`.
+/// outside, e.g. a human), `review` (the agent says it finished but no acceptance check proved
+/// it; a human decides), `failed` and `cancelled`.
 ///
 /// # Transition table
 ///
@@ -24,9 +25,10 @@ use crate::ids::TaskId;
 /// |---------------|------------------------------------------------------------------|
 /// | `backlog`     | `todo`, `in_progress`, `cancelled`                               |
 /// | `todo`        | `backlog`, `in_progress`, `proposing`, `blocked`, `cancelled`    |
-/// | `in_progress` | `todo`, `proposing`, `blocked`, `done`, `failed`, `cancelled`    |
-/// | `proposing`   | `todo`, `in_progress`, `blocked`, `done`, `failed`, `cancelled`  |
+/// | `in_progress` | `todo`, `proposing`, `blocked`, `review`, `done`, `failed`, `cancelled` |
+/// | `proposing`   | `todo`, `in_progress`, `blocked`, `review`, `done`, `failed`, `cancelled` |
 /// | `blocked`     | `todo`, `in_progress`, `failed`, `cancelled`                     |
+/// | `review`      | `todo`, `in_progress` (reopen), `done`, `failed`, `cancelled`    |
 /// | `done`        | `todo` (reopen)                                                  |
 /// | `failed`      | `todo` (retry), `cancelled`                                      |
 /// | `cancelled`   | `backlog`, `todo` (reopen)                                       |
@@ -47,6 +49,9 @@ pub enum TaskStatus {
     Proposing,
     /// Waiting on something outside (a human approval, another task).
     Blocked,
+    /// The agent says it finished, but no acceptance check verified it: a human accepts it
+    /// (`done`), sends it back (`todo`, `in_progress`) or fails it.
+    Review,
     /// Finished successfully.
     Done,
     /// Finished unsuccessfully.
@@ -57,12 +62,13 @@ pub enum TaskStatus {
 
 impl TaskStatus {
     /// Every status, in board order.
-    pub const ALL: [TaskStatus; 8] = [
+    pub const ALL: [TaskStatus; 9] = [
         Self::Backlog,
         Self::Todo,
         Self::InProgress,
         Self::Proposing,
         Self::Blocked,
+        Self::Review,
         Self::Done,
         Self::Failed,
         Self::Cancelled,
@@ -76,6 +82,7 @@ impl TaskStatus {
             Self::InProgress => "in_progress",
             Self::Proposing => "proposing",
             Self::Blocked => "blocked",
+            Self::Review => "review",
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -94,13 +101,14 @@ impl TaskStatus {
                 | (Todo, Backlog | InProgress | Proposing | Blocked | Cancelled)
                 | (
                     InProgress,
-                    Todo | Proposing | Blocked | Done | Failed | Cancelled
+                    Todo | Proposing | Blocked | Review | Done | Failed | Cancelled
                 )
                 | (
                     Proposing,
-                    Todo | InProgress | Blocked | Done | Failed | Cancelled
+                    Todo | InProgress | Blocked | Review | Done | Failed | Cancelled
                 )
                 | (Blocked, Todo | InProgress | Failed | Cancelled)
+                | (Review, Todo | InProgress | Done | Failed | Cancelled)
                 | (Done, Todo)
                 | (Failed, Todo | Cancelled)
                 | (Cancelled, Backlog | Todo)

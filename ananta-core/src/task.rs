@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidInput;
 use crate::exec::ExecOutcome;
+use crate::feedback::Feedback;
 use crate::ids::{AgentId, TaskId, TemplateId};
 pub use crate::status::TaskStatus;
+use crate::verify::{Verification, validate_checks};
 
 /// How urgent a task is; claims take higher priorities first.
 #[derive(
@@ -209,6 +211,16 @@ pub struct Task {
     /// Tasks of the same run that must be done before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<TaskId>,
+    /// Acceptance checks: shell commands that must all exit 0, run in the task's workspace when
+    /// the agent says it is finished (see [`crate::verify`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
+    /// The evidence of the last time the agent said it was finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Answers fed back to the model instead of run (see [`crate::feedback`]), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<Feedback>,
 }
 
 /// Limits on task fields, checked by [`NewTask::validate`] and [`TaskUpdate::validate`].
@@ -268,7 +280,8 @@ impl Task {
     pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_title(&self.title)?;
         validate_description(&self.description)?;
-        validate_tags(&self.tags)
+        validate_tags(&self.tags)?;
+        validate_checks(&self.checks)
     }
 }
 
@@ -292,6 +305,9 @@ pub struct NewTask {
     /// Template to prompt with.
     #[serde(default)]
     pub template_id: Option<TemplateId>,
+    /// Acceptance checks (see [`Task::checks`]).
+    #[serde(default)]
+    pub checks: Vec<String>,
 }
 
 impl NewTask {
@@ -333,11 +349,19 @@ impl NewTask {
         self
     }
 
+    /// Adds an acceptance check: a shell command that must exit 0 before the task counts as
+    /// done, e.g. `test -f notes/hello.txt` or `cargo test`.
+    pub fn check(mut self, command: impl Into<String>) -> Self {
+        self.checks.push(command.into());
+        self
+    }
+
     /// Checks the fields, returning a message naming the first problem.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         validate_title(&self.title)?;
         validate_description(&self.description)?;
-        validate_tags(&self.tags)
+        validate_tags(&self.tags)?;
+        validate_checks(&self.checks)
     }
 
     /// Builds the task (version 0, timestamps now) after validation.
@@ -362,6 +386,9 @@ impl NewTask {
             version: 0,
             run_id: None,
             depends_on: Vec::new(),
+            checks: self.checks,
+            verification: None,
+            feedback: Vec::new(),
         })
     }
 }
@@ -397,6 +424,16 @@ pub struct TaskUpdate {
     #[serde(default, with = "double_option")]
     #[schemars(with = "Option<Proposal>")]
     pub proposal: Option<Option<Proposal>>,
+    /// New acceptance checks (replace the old ones).
+    #[serde(default)]
+    pub checks: Option<Vec<String>>,
+    /// New verification evidence, or `Some(None)` to clear it.
+    #[serde(default, with = "double_option")]
+    #[schemars(with = "Option<Verification>")]
+    pub verification: Option<Option<Verification>>,
+    /// New feedback list (replaces the old one; the step loop appends through it).
+    #[serde(default)]
+    pub feedback: Option<Vec<Feedback>>,
 }
 
 mod double_option {
@@ -439,6 +476,9 @@ impl TaskUpdate {
         if let Some(tags) = &self.tags {
             validate_tags(tags)?;
         }
+        if let Some(checks) = &self.checks {
+            validate_checks(checks)?;
+        }
         Ok(())
     }
 
@@ -479,6 +519,15 @@ impl TaskUpdate {
         }
         if let Some(proposal) = &self.proposal {
             task.proposal = proposal.clone();
+        }
+        if let Some(checks) = &self.checks {
+            task.checks = checks.clone();
+        }
+        if let Some(verification) = &self.verification {
+            task.verification = verification.clone();
+        }
+        if let Some(feedback) = &self.feedback {
+            task.feedback = feedback.clone();
         }
         Ok(())
     }

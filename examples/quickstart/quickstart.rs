@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ananta_core::TaskStore;
 use ananta_core::{
     AgentId, EventKind, Executor, Hub, LlmProvider, LogQuery, NewTask, NewTemplate, Proposed,
-    StepLimits, StopReason, Worker,
+    StepLimits, StopReason, TaskStatus, Worker,
 };
 use ananta_exec::ShellExecutor;
 use ananta_llm::{OpenAiProvider, ProviderExt, RetryPolicy, ScriptedProvider};
@@ -121,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
 
-    // Every step is published as an event; we print them after the run.
+    // Every step is published as an event; they are printed as they happen.
     let mut events = hub.subscribe();
 
     // Templates have unique names, and the board keeps them between runs.
@@ -144,39 +144,37 @@ async fn main() -> anyhow::Result<()> {
         .create_task(
             NewTask::new("Write a first note")
                 .description("Create notes/hello.txt with a short line of text, then check it.")
-                .template(template.id),
+                .template(template.id)
+                // The task is done only when this passes, whatever the model says.
+                .check("test -s notes/hello.txt"),
         )
         .await?;
     println!("task {} created: {}", task.id, task.title);
     hub.assign(task.id, worker.name()).await?;
     println!("assigned to {}\n", worker.name());
 
-    let result = hub.run(task.id, &StepLimits::steps(5)).await;
-    while let Ok(event) = events.try_recv() {
-        match event.kind {
-            EventKind::StepProposed { proposed, .. } => match *proposed {
-                Proposed::Command(p) => {
-                    println!("proposal: {}", p.reason);
-                    println!("  $ {}", p.command.replace('\n', "\n    "));
-                }
-                Proposed::Done(c) => println!("done:     {}", c.summary),
-            },
-            EventKind::StepExecuted { step, .. } => {
-                let o = &step.outcome;
-                match o.exit_code {
-                    Some(code) => println!("  exit {code} in {} ms", o.duration_ms),
-                    None => println!("  killed (signal {:?}) in {} ms", o.signal, o.duration_ms),
-                }
-                for line in o.stdout.lines() {
-                    println!("  | {line}");
-                }
-                for line in o.stderr.lines() {
-                    println!("  ! {line}");
+    // The run happens in its own task; this one prints its events as they arrive.
+    let run = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.run(task.id, &StepLimits::steps(8)).await }
+    });
+    tokio::pin!(run);
+    let result = loop {
+        tokio::select! {
+            event = events.recv() => {
+                if let Ok(event) = event {
+                    print_event(task.id, &event.kind);
                 }
             }
-            _ => {}
+            result = &mut run => {
+                // Everything the run published is queued already.
+                while let Ok(event) = events.try_recv() {
+                    print_event(task.id, &event.kind);
+                }
+                break result?;
+            }
         }
-    }
+    };
     let task = hub.get_task(task.id).await?;
 
     println!();
@@ -184,7 +182,10 @@ async fn main() -> anyhow::Result<()> {
         Ok(report) => {
             match &report.stop {
                 StopReason::Done { summary } => {
-                    println!("stopped: the model says done ({summary})")
+                    println!("stopped: done and verified by the task's check ({summary})")
+                }
+                StopReason::Unverified { summary } => {
+                    println!("stopped: the model says done, unverified ({summary})")
                 }
                 other => println!("stopped: {other:?}"),
             }
@@ -194,9 +195,9 @@ async fn main() -> anyhow::Result<()> {
         // the task and its log keep what happened. The scripted run never does.
         Err(e) if real_url.is_some() => {
             println!("stopped with an error: {e}");
-            0
+            e.report.usage.total()
         }
-        Err(e) => return Err(e.clone().into()),
+        Err(e) => return Err(anyhow::anyhow!("{e}")),
     };
     println!(
         "final status: {} after {} step(s), {tokens} tokens{}",
@@ -226,6 +227,52 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// One line (or a few) per event of the task, as it happens.
+fn print_event(task: ananta_core::TaskId, kind: &EventKind) {
+    if kind.task_id() != Some(task) {
+        return;
+    }
+    match kind {
+        EventKind::TaskUpdated { task } if task.status == TaskStatus::Proposing => {
+            println!("… the model is thinking");
+        }
+        EventKind::StepProposed { proposed, .. } => match proposed.as_ref() {
+            Proposed::Command(p) => {
+                println!("proposal: {}", p.reason);
+                println!("  $ {}", p.command.replace('\n', "\n    "));
+            }
+            Proposed::Done(c) => println!("the model says done: {}", c.summary),
+        },
+        EventKind::StepExecuted { step, .. } => {
+            let o = &step.outcome;
+            match o.exit_code {
+                Some(code) => println!("  exit {code} in {} ms", o.duration_ms),
+                None => println!("  killed (signal {:?}) in {} ms", o.signal, o.duration_ms),
+            }
+            for line in o.stdout.lines() {
+                println!("  | {line}");
+            }
+            for line in o.stderr.lines() {
+                println!("  ! {line}");
+            }
+        }
+        EventKind::StepFeedback { feedback, .. } => {
+            println!(
+                "fed back ({}): {}",
+                feedback.kind.as_str(),
+                feedback.message
+            );
+        }
+        EventKind::TaskVerified { verification, .. } => {
+            for check in &verification.checks {
+                let verdict = if check.passed { "passed" } else { "failed" };
+                println!("check `{}`: {verdict}", check.command);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn shorten(text: &str, max: usize) -> String {

@@ -77,13 +77,18 @@ async fn kinds(hub: &Hub, task: TaskId) -> Vec<(String, serde_json::Value)> {
         .collect()
 }
 
+/// The behaviour before approvals waited inside the run: stop at a held command.
+fn stop_at_approval() -> StepLimits {
+    StepLimits::steps(5).approval_wait(None)
+}
+
 const RM_JUNK: &str = r#"{"reason": "remove the junk", "command": "rm -f junk.txt"}"#;
 const DONE: &str = r#"{"done": true, "summary": "tidy"}"#;
 
 #[tokio::test]
 async fn a_held_command_waits_blocked_until_approved_then_runs() {
     let s = setup(&[RM_JUNK, DONE]).await;
-    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
+    let report = s.hub.run(s.task, &stop_at_approval()).await.unwrap();
     assert_eq!(
         report.stop,
         StopReason::AwaitingApproval {
@@ -129,14 +134,18 @@ async fn a_held_command_waits_blocked_until_approved_then_runs() {
     assert_eq!(task.status, TaskStatus::InProgress);
     assert!(task.proposal.is_none());
 
-    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
+    let report = s
+        .hub
+        .run(s.task, &stop_at_approval().trust_model(true))
+        .await
+        .unwrap();
     assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
 }
 
 #[tokio::test]
 async fn an_edited_approval_runs_the_edited_command() {
     let s = setup(&[RM_JUNK]).await;
-    let report = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
+    let report = s.hub.run(s.task, &stop_at_approval()).await.unwrap();
     assert!(matches!(report.stop, StopReason::AwaitingApproval { .. }));
     let step = s
         .hub
@@ -158,7 +167,7 @@ async fn an_edited_approval_runs_the_edited_command() {
 #[tokio::test]
 async fn a_rejected_command_never_runs_and_the_task_goes_on() {
     let s = setup(&[RM_JUNK]).await;
-    s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap();
+    s.hub.run(s.task, &stop_at_approval()).await.unwrap();
     let task = s.hub.reject(s.task, "keep the junk").await.unwrap();
     assert_eq!(task.status, TaskStatus::InProgress);
     assert!(task.proposal.is_none());
@@ -182,7 +191,12 @@ async fn a_rejected_command_never_runs_and_the_task_goes_on() {
 #[tokio::test]
 async fn a_denied_command_is_a_typed_error_and_never_runs() {
     let s = setup(&[r#"{"reason": "done for the day", "command": "shutdown -h now"}"#]).await;
-    let e = s.hub.run(s.task, &StepLimits::steps(5)).await.unwrap_err();
+    let e = s
+        .hub
+        .run(s.task, &stop_at_approval().stop_on_denial(true))
+        .await
+        .unwrap_err()
+        .error;
     assert!(
         matches!(
             &e,
@@ -195,10 +209,7 @@ async fn a_denied_command_is_a_typed_error_and_never_runs() {
     assert_ne!(task.status, TaskStatus::Blocked, "a denial waits on nobody");
     // An approval cannot turn a denial into a run: an edited command is gated too.
     let held = setup(&[RM_JUNK]).await;
-    held.hub
-        .run(held.task, &StepLimits::steps(5))
-        .await
-        .unwrap();
+    held.hub.run(held.task, &stop_at_approval()).await.unwrap();
     let e = held
         .hub
         .approve(held.task, Some("shutdown -h now".into()))

@@ -164,7 +164,11 @@ async fn run_until_done_feeds_output_back_and_renders_the_template() {
     let template = s.hub.create_template(template).await.unwrap();
     let task = s
         .hub
-        .create_task(NewTask::new("Make f.txt").template(template.id))
+        .create_task(
+            NewTask::new("Make f.txt")
+                .template(template.id)
+                .check("test \"$(wc -c < f.txt)\" -eq 3"),
+        )
         .await
         .unwrap();
     s.hub
@@ -184,6 +188,11 @@ async fn run_until_done_feeds_output_back_and_renders_the_template() {
     let task = s.hub.get_task(task.id).await.unwrap();
     assert_eq!(task.status, TaskStatus::Done);
     assert_eq!(task.steps[1].outcome.stdout.trim(), "3");
+    let evidence = task.verification.expect("the evidence is stored");
+    assert!(
+        evidence.passed && evidence.checks.len() == 1,
+        "{evidence:?}"
+    );
 
     let requests = s.llm.requests();
     assert_eq!(requests.len(), 3);
@@ -207,8 +216,10 @@ async fn run_until_done_feeds_output_back_and_renders_the_template() {
 #[tokio::test]
 async fn step_and_token_budgets_stop_a_run() {
     let s =
-        setup(ScriptedProvider::new([r#"{"reason": "again", "command": "true"}"#]).repeat_last())
-            .await;
+        setup(ScriptedProvider::new((1..=20).map(|i| {
+            format!(r#"{{"reason": "count", "command": "echo {i}"}}"#)
+        })))
+        .await;
     let task = s.hub.create_task(NewTask::new("loop")).await.unwrap();
     s.hub
         .assign(task.id, &AgentId::new("w1").unwrap())
@@ -417,7 +428,7 @@ async fn worker_runs_a_task_without_a_hub() {
         .executor(Arc::new(ShellExecutor::new(dir.path())))
         .build()
         .unwrap();
-    let mut task = NewTask::new("solo").into_task().unwrap();
+    let mut task = NewTask::new("solo").check("test -d .").into_task().unwrap();
     let report = worker
         .run(&mut task, None, &StepLimits::steps(5))
         .await

@@ -219,7 +219,15 @@ fn agent_error(e: AgentError) -> ApiError {
     match e {
         AgentError::Exec(e) => exec_error(e),
         AgentError::Llm(l) => ApiError::new(llm_status(&l), "llm_failed", message),
-        AgentError::Proposal(_) => ApiError::new(StatusCode::BAD_GATEWAY, "no_command", message),
+        AgentError::Proposal(p) => {
+            let raw = match &p {
+                crate::error::ProposalError::NoCommand { raw, .. } => raw.clone(),
+                crate::error::ProposalError::Empty => String::new(),
+            };
+            // The raw answer goes along so a Hub can feed it back to the model.
+            ApiError::new(StatusCode::BAD_GATEWAY, "no_command", message)
+                .details(json!({"raw": raw}))
+        }
         AgentError::Template(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_error", message)
         }

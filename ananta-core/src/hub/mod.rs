@@ -21,6 +21,7 @@ use crate::template::{NewTemplate, Template, TemplateUpdate};
 
 mod agents;
 mod builder;
+mod run;
 mod steps;
 
 pub use builder::HubBuilder;

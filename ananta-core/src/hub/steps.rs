@@ -9,9 +9,9 @@ use super::Hub;
 use crate::agent::{AgentClient, AgentStatus, ExecuteRequest, ProposeRequest};
 use crate::error::{AgentError, Error, ExecError};
 use crate::event::EventKind;
+use crate::feedback::{Feedback, FeedbackKind, push_bounded};
 use crate::ids::{AgentId, TaskId};
 use crate::log::{Direction, LogEntry, LogQuery};
-use crate::steps::{StepDriver, StepLimits, StepReport, StopReason, drive};
 use crate::task::{Proposal, Proposed, StepRecord, Task, TaskStatus, TaskUpdate};
 use crate::worker::output_payload;
 
@@ -46,7 +46,10 @@ impl Hub {
     /// The assigned agent and its client, refusing offline agents (or, when the hub was
     /// built with [`HubBuilder::reassign_offline`], handing the task to the best-matching
     /// online agent).
-    async fn assigned(&self, task: &Task) -> Result<(AgentId, Arc<dyn AgentClient>), Error> {
+    pub(super) async fn assigned(
+        &self,
+        task: &Task,
+    ) -> Result<(AgentId, Arc<dyn AgentClient>), Error> {
         let agent = task
             .assigned_agent
             .clone()
@@ -79,7 +82,11 @@ impl Hub {
     }
 
     /// The task as stored now when [`Hub::assigned`] handed it to another agent.
-    async fn reread_if_reassigned(&self, task: Task, agent: &AgentId) -> Result<Task, Error> {
+    pub(super) async fn reread_if_reassigned(
+        &self,
+        task: Task,
+        agent: &AgentId,
+    ) -> Result<Task, Error> {
         if task.assigned_agent.as_ref() == Some(agent) {
             Ok(task)
         } else {
@@ -97,7 +104,7 @@ impl Hub {
 
     /// Applies `update` to `task`, fenced by the version it was read at, and publishes the
     /// result.
-    async fn apply(&self, task: &Task, update: TaskUpdate) -> Result<Task, Error> {
+    pub(super) async fn apply(&self, task: &Task, update: TaskUpdate) -> Result<Task, Error> {
         let updated = self
             .inner
             .store
@@ -268,9 +275,36 @@ impl Hub {
             .task(task_id),
         )
         .await;
+        // The model reads the rejection before it proposes again.
+        let command = task
+            .proposal
+            .as_ref()
+            .map(|p| p.command.clone())
+            .unwrap_or_default();
+        let answer = task
+            .proposal
+            .as_ref()
+            .map(|p| p.raw.clone())
+            .unwrap_or_default();
+        let mut feedback = task.feedback.clone();
+        let why = if reason.trim().is_empty() {
+            String::new()
+        } else {
+            format!(": {}", reason.trim())
+        };
+        push_bounded(
+            &mut feedback,
+            Feedback::new(
+                task.steps.len(),
+                FeedbackKind::Rejected,
+                answer,
+                format!("A human rejected `{command}`{why}. It did not run. Choose another way."),
+            ),
+        );
         let update = TaskUpdate {
             status: Some(TaskStatus::InProgress),
             proposal: Some(None),
+            feedback: Some(feedback),
             ..TaskUpdate::default()
         };
         self.apply(&task, update).await
@@ -409,47 +443,8 @@ impl Hub {
         Ok(step)
     }
 
-    /// Runs a task autonomously through its assigned agent: propose → execute, every step
-    /// stored, logged and published, until the agent says it is done (the task then moves to
-    /// `done`), a budget in `limits` is used up, or `limits.cancel` fires (the task stays
-    /// `in_progress`).
-    pub async fn run(&self, task_id: TaskId, limits: &StepLimits) -> Result<StepReport, Error> {
-        let mut driver = HubDriver { hub: self, task_id };
-        let report = drive(&mut driver, limits).await?;
-        if let StopReason::Done { summary } = &report.stop {
-            let task = self.inner.store.get_task(task_id).await?;
-            self.move_to(task, TaskStatus::Done).await?;
-            self.log(
-                LogEntry::new(
-                    Direction::Out,
-                    "status",
-                    json!({"status": "done", "summary": summary}),
-                )
-                .task(task_id),
-            )
-            .await;
-        }
-        Ok(report)
-    }
-
     /// Log entries, e.g. `LogQuery::task(id).limit(50)`.
     pub async fn logs(&self, query: LogQuery) -> Result<Vec<crate::log::LogEntry>, Error> {
         Ok(self.inner.store.logs(query).await?)
-    }
-}
-
-struct HubDriver<'a> {
-    hub: &'a Hub,
-    task_id: TaskId,
-}
-
-impl StepDriver for HubDriver<'_> {
-    async fn propose(&mut self) -> Result<Proposed, Error> {
-        self.hub.propose(self.task_id).await
-    }
-
-    async fn execute(&mut self, _proposal: Proposal) -> Result<StepRecord, Error> {
-        // The proposal is already stored on the task by `propose`.
-        self.hub.execute(self.task_id, None).await
     }
 }

@@ -51,12 +51,16 @@ impl NodeAgent for BoardAgent {
                 .await
                 .map_err(agent_error)?;
         }
-        let limits = StepLimits::steps(self.max_steps).cancel(cancel);
+        // A plan's task that carries no acceptance checks passes on the model's "finished" as
+        // its result; one with checks must pass them.
+        let limits = StepLimits::steps(self.max_steps)
+            .cancel(cancel)
+            .trust_model(true);
         let report = self
             .hub
             .run(self.task_id, &limits)
             .await
-            .map_err(agent_error)?;
+            .map_err(|e| agent_error(e.error))?;
         let task = self.hub.get_task(self.task_id).await.map_err(agent_error)?;
         shell_output(report, task.steps.last())
     }

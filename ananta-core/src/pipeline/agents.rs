@@ -140,15 +140,15 @@ impl NodeAgent for ShellAgent {
             .map_err(|e| {
                 AgentError::Exec(crate::error::ExecError::InvalidRequest(e.to_string()))
             })?;
-        let limits = StepLimits {
-            cancel,
-            ..StepLimits::steps(self.max_steps)
-        };
+        // A plan's task carries no acceptance checks yet: the model's "finished" is its result.
+        let limits = StepLimits::steps(self.max_steps)
+            .cancel(cancel)
+            .trust_model(true);
         let report = self
             .worker
             .run(&mut task, None, &limits)
             .await
-            .map_err(agent_error)?;
+            .map_err(|e| agent_error(e.error))?;
         shell_output(report, task.steps.last())
     }
 }

@@ -10,7 +10,7 @@ use reqwest::{RequestBuilder, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{AgentError, ExecError, error_chain, parse_retry_after};
+use crate::error::{AgentError, ExecError, ProposalError, error_chain, parse_retry_after};
 use crate::http::error::{ErrorBody, ErrorInfo};
 use crate::ids::TaskId;
 
@@ -207,6 +207,17 @@ pub(super) fn map_error_info(status: u16, info: ErrorInfo, task: Option<TaskId>)
             strip_prefix(message, "sandbox unavailable, command not run: "),
         )),
         ("no_proposal", Some(task)) => AgentError::NoCommand(task),
+        ("no_command", _) => {
+            let raw = detail_str(details, "raw").unwrap_or_default();
+            AgentError::Proposal(if raw.trim().is_empty() {
+                ProposalError::Empty
+            } else {
+                ProposalError::NoCommand {
+                    excerpt: raw.trim().chars().take(200).collect(),
+                    raw,
+                }
+            })
+        }
         _ => AgentError::Rejected {
             status,
             message: format!("{code}: {message}"),

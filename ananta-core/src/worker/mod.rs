@@ -1,5 +1,11 @@
 //! The Worker: asks an LLM for the next shell command of a task, runs it, and logs everything.
 
+mod config;
+mod local;
+mod prompt;
+
+pub use config::WorkerConfig;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -8,21 +14,20 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::agent::{AgentCard, AgentClient, ExecuteRequest, ProposeRequest};
-use crate::error::{AgentError, Error, ExecError, InvalidInput};
-use crate::exec::{CommandGate, Decision, ExecRequest, Executor};
+use crate::error::{AgentError, Error, ExecError};
+use crate::exec::{CommandGate, Decision, Executor};
 use crate::ids::AgentId;
-use crate::llm::{ChatMessage, ChatRequest, LlmProvider};
+use crate::llm::{ChatRequest, LlmProvider};
 use crate::log::{Direction, LogEntry, LogQuery};
 use crate::parse::{AnswerFormat, ParsedAnswer, parse_answer};
-use crate::steps::{StepDriver, StepLimits, StepReport, drive};
 use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
-use crate::template::{Template, task_variables};
+use crate::template::Template;
 
 /// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
-pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell. \
-You work on one task by proposing exactly ONE shell command per answer; after each command you see its output. \
-Answer with a single JSON object and nothing else: {\"reason\": \"<why this is the right next step>\", \"command\": \"<one shell command>\"}. \
-When the task is complete, answer {\"reason\": \"<summary of what was achieved>\", \"done\": true}. \
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell, in the task's own directory. \
+Each answer is ONE action: a shell command to run (you then see its output), or the statement that the task is finished. \
+Answer with one JSON object and nothing else: {\"analysis\": \"<what the last output shows and why the next action is right>\", \"next\": {\"run\": \"<one shell command>\"}}. \
+When the task is complete, answer {\"analysis\": \"<what you checked>\", \"next\": {\"finish\": \"<summary of what was achieved>\"}}. \
 Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
 
 /// The worker's plain settings, shared by the builder and the built worker.
@@ -31,74 +36,6 @@ struct Settings {
     system_prompt: String,
     specialisation: String,
     log_capacity: usize,
-}
-
-/// The settings of a [`Worker`] that may change while it runs (the original Ananta's `/config`): read
-/// them with [`Worker::config`], change them with [`Worker::set_config`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct WorkerConfig {
-    /// The model to ask (a template's `model` overrides it per task).
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Sampling temperature, `0.0..=2.0`.
-    #[serde(default)]
-    pub temperature: Option<f32>,
-    /// Answer token limit.
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-    /// Whether answers are constrained to [`AnswerFormat`]'s schema.
-    #[serde(default)]
-    pub structured_output: bool,
-    /// Characters of each output stream fed back to the model (at least 100).
-    pub output_budget: usize,
-    /// How many of the latest steps the prompt shows (at least 1).
-    pub history_steps: usize,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            model: None,
-            temperature: None,
-            max_tokens: None,
-            structured_output: false,
-            output_budget: 4_000,
-            history_steps: 20,
-        }
-    }
-}
-
-impl WorkerConfig {
-    /// Checks the values.
-    pub fn validate(&self) -> Result<(), InvalidInput> {
-        if let Some(t) = self.temperature
-            && !(0.0..=2.0).contains(&t)
-        {
-            return Err(InvalidInput::new(
-                "temperature",
-                format!("temperature {t} is outside 0.0..=2.0"),
-            ));
-        }
-        if self.output_budget < 100 {
-            return Err(InvalidInput::new(
-                "output_budget",
-                "output_budget must be at least 100 characters",
-            ));
-        }
-        if self.history_steps == 0 {
-            return Err(InvalidInput::new(
-                "history_steps",
-                "history_steps must be at least 1",
-            ));
-        }
-        if self.model.as_ref().is_some_and(|m| m.trim().is_empty()) {
-            return Err(InvalidInput::new(
-                "model",
-                "model must not be empty (leave it out for the provider's default)",
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Builds a [`Worker`].
@@ -307,54 +244,6 @@ impl Worker {
         card
     }
 
-    /// The messages the worker sends its LLM for the next step of `task`: the system prompt,
-    /// the task (its template rendered, or title and description), then the latest steps as
-    /// assistant answers and user messages with their output.
-    pub fn build_messages(
-        &self,
-        task: &Task,
-        template: Option<&Template>,
-    ) -> Result<Vec<ChatMessage>, AgentError> {
-        let inner = &self.inner;
-        let config = self.config();
-        let mut system = inner.settings.system_prompt.clone();
-        if !inner.settings.specialisation.is_empty() {
-            system.push_str("\n\nYour specialisation: ");
-            system.push_str(&inner.settings.specialisation);
-        }
-        let task_text = match template {
-            Some(t) => t.render(&task_variables(task))?,
-            None if task.description.trim().is_empty() => {
-                format!("Task {}: {}", task.id, task.title)
-            }
-            None => format!("Task {}: {}\n\n{}", task.id, task.title, task.description),
-        };
-        let mut messages = vec![ChatMessage::system(system), ChatMessage::user(task_text)];
-        let skip = task.steps.len().saturating_sub(config.history_steps);
-        if skip > 0 {
-            messages.push(ChatMessage::user(format!(
-                "({skip} earlier step(s) omitted; the latest {} follow.)",
-                task.steps.len() - skip
-            )));
-        }
-        for step in &task.steps[skip..] {
-            let answer = match &step.proposal {
-                Some(p) if p.command == step.command && !p.raw.is_empty() => p.raw.clone(),
-                Some(p) => json!({"reason": p.reason, "command": step.command}).to_string(),
-                None => json!({"reason": "command given by the operator", "command": step.command})
-                    .to_string(),
-            };
-            messages.push(ChatMessage::assistant(answer));
-            messages.push(ChatMessage::user(format!(
-                "Step {} ran `{}`:\n{}\nPropose the next command, or answer done.",
-                step.index,
-                step.command,
-                step.outcome.summary_for_model(config.output_budget)
-            )));
-        }
-        Ok(messages)
-    }
-
     fn log(&self, entry: LogEntry) {
         let mut ring = self.inner.log.lock().unwrap_or_else(|p| p.into_inner());
         let mut entry = entry.agent(Some(self.inner.settings.name.clone()));
@@ -524,7 +413,7 @@ impl Worker {
         let outcome = match self
             .inner
             .executor
-            .run(ExecRequest::new(command.clone()), None)
+            .run(self.exec_request(task, command.clone()), None)
             .await
         {
             Ok(o) => o,
@@ -557,26 +446,6 @@ impl Worker {
             finished_at,
         })
     }
-
-    /// Works on `task` autonomously: propose → execute → feed the output back, until the model
-    /// says the task is done, a budget in `limits` is used up, `limits.cancel` fires, or the
-    /// gate holds a command for approval (the proposal then stays on `task` with its
-    /// `needs_approval` reasons; run it with [`Worker::approve`]). Steps
-    /// are appended to `task.steps` as they happen, so nothing is lost when it returns an error.
-    /// It does not change the task's status (a Hub does that).
-    pub async fn run(
-        &self,
-        task: &mut Task,
-        template: Option<&Template>,
-        limits: &StepLimits,
-    ) -> Result<StepReport, Error> {
-        let mut driver = LocalDriver {
-            worker: self,
-            task,
-            template,
-        };
-        drive(&mut driver, limits).await
-    }
 }
 
 /// The log payload of an outcome: status and the head/tail of each stream.
@@ -591,37 +460,6 @@ pub(crate) fn output_payload(outcome: &crate::exec::ExecOutcome) -> serde_json::
         "stdout_truncated": outcome.stdout_truncated,
         "stderr_truncated": outcome.stderr_truncated,
     })
-}
-
-struct LocalDriver<'a> {
-    worker: &'a Worker,
-    task: &'a mut Task,
-    template: Option<&'a Template>,
-}
-
-impl StepDriver for LocalDriver<'_> {
-    async fn propose(&mut self) -> Result<Proposed, Error> {
-        Ok(self.worker.propose(self.task, self.template).await?)
-    }
-
-    async fn execute(&mut self, proposal: Proposal) -> Result<StepRecord, Error> {
-        self.task.proposal = Some(proposal);
-        let step = match self.worker.execute(self.task, None).await {
-            Ok(step) => step,
-            Err(AgentError::Exec(ExecError::NeedsApproval { reasons })) => {
-                // The proposal stays on the task, marked, for `Worker::approve`.
-                if let Some(p) = &mut self.task.proposal {
-                    p.needs_approval = reasons.clone();
-                }
-                return Err(AgentError::Exec(ExecError::NeedsApproval { reasons }).into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.task.proposal = None;
-        self.task.steps.push(step.clone());
-        self.task.updated_at = Utc::now();
-        Ok(step)
-    }
 }
 
 #[async_trait]

@@ -1,0 +1,124 @@
+//! [`Worker::run`]: the step loop on a task the caller holds in memory (no Hub, no store).
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::Worker;
+use crate::error::{AgentError, Error, ExecError};
+use crate::exec::{Decision, ExecRequest};
+use crate::feedback::{Feedback, FeedbackKind, push_bounded};
+use crate::steps::{Approval, RunError, StepDriver, StepLimits, StepReport, drive};
+use crate::task::{Proposal, Proposed, StepRecord, Task};
+use crate::template::Template;
+use crate::verify::{CheckResult, Verification};
+
+impl Worker {
+    /// Works on `task` autonomously: propose → execute → feed the output back, until the task
+    /// is finished and verified, a budget in `limits` is used up, `limits.cancel` fires, the
+    /// model is stuck, or the gate holds a command for approval (the proposal then stays on
+    /// `task` with its `needs_approval` reasons; run it with [`Worker::approve`]). Unreadable
+    /// answers and denied commands are fed back to the model (see [`StepLimits`]).
+    ///
+    /// Steps, feedback and the verification evidence are written to `task` as they happen, so
+    /// nothing is lost when it returns an error; the error carries the report. It does not
+    /// change the task's status (a Hub does that).
+    pub async fn run(
+        &self,
+        task: &mut Task,
+        template: Option<&Template>,
+        limits: &StepLimits,
+    ) -> Result<StepReport, RunError> {
+        let mut driver = LocalDriver {
+            worker: self,
+            task,
+            template,
+        };
+        drive(&mut driver, limits).await
+    }
+
+    /// Runs `task`'s acceptance checks in its workspace, each through the gate (as approved:
+    /// a `Deny` still refuses it) and the executor, and returns the evidence; `summary` is the
+    /// model's. A task without checks gets an unverified result (`passed: false`, no checks).
+    pub async fn verify(&self, task: &Task, summary: &str) -> Verification {
+        let mut results = Vec::with_capacity(task.checks.len());
+        for check in &task.checks {
+            results.push(self.run_check(task, check).await);
+        }
+        Verification::new(summary, results)
+    }
+
+    async fn run_check(&self, task: &Task, check: &str) -> CheckResult {
+        if let Some(gate) = &self.inner.gate
+            && let Decision::Deny { rule, reason } = gate.decide(check)
+        {
+            return CheckResult::not_run(check, format!("denied by the policy ({rule}): {reason}"));
+        }
+        let request = self.exec_request(task, check.to_string());
+        match self.inner.executor.run(request, None).await {
+            Ok(outcome) => CheckResult::from_outcome(check, &outcome),
+            Err(e) => CheckResult::not_run(check, e.to_string()),
+        }
+    }
+
+    /// The request that runs `command` for `task`.
+    pub(super) fn exec_request(&self, _task: &Task, command: String) -> ExecRequest {
+        ExecRequest::new(command)
+    }
+}
+
+struct LocalDriver<'a> {
+    worker: &'a Worker,
+    task: &'a mut Task,
+    template: Option<&'a Template>,
+}
+
+impl StepDriver for LocalDriver<'_> {
+    async fn propose(&mut self) -> Result<Proposed, Error> {
+        Ok(self.worker.propose(self.task, self.template).await?)
+    }
+
+    async fn execute(&mut self, proposal: Proposal) -> Result<StepRecord, Error> {
+        self.task.proposal = Some(proposal);
+        let step = match self.worker.execute(self.task, None).await {
+            Ok(step) => step,
+            Err(AgentError::Exec(ExecError::NeedsApproval { reasons })) => {
+                // The proposal stays on the task, marked, for `Worker::approve`.
+                if let Some(p) = &mut self.task.proposal {
+                    p.needs_approval = reasons.clone();
+                }
+                return Err(AgentError::Exec(ExecError::NeedsApproval { reasons }).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.task.proposal = None;
+        self.task.steps.push(step.clone());
+        self.task.updated_at = Utc::now();
+        Ok(step)
+    }
+
+    async fn verify(&mut self, summary: &str) -> Result<Verification, Error> {
+        let verification = self.worker.verify(self.task, summary).await;
+        self.task.verification = Some(verification.clone());
+        self.task.updated_at = Utc::now();
+        Ok(verification)
+    }
+
+    async fn feed_back(
+        &mut self,
+        kind: FeedbackKind,
+        answer: &str,
+        message: String,
+    ) -> Result<(), Error> {
+        let entry = Feedback::new(self.task.steps.len(), kind, answer, message);
+        push_bounded(&mut self.task.feedback, entry);
+        self.task.proposal = None;
+        self.task.updated_at = Utc::now();
+        Ok(())
+    }
+
+    async fn await_approval(&mut self, _wait: Duration) -> Result<Approval, Error> {
+        // Nobody can approve a task held only in this call's memory.
+        Ok(Approval::Pending)
+    }
+}
