@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, RegistryError};
-use crate::ids::AgentId;
-use crate::task::{Proposed, StepRecord, Task};
+use crate::ids::{AgentId, TaskId};
+use crate::task::{Proposed, StepRecord, Task, TaskStatus};
 use crate::template::Template;
 
 /// How the Hub reaches an agent.
@@ -241,4 +241,12 @@ pub trait AgentClient: Send + Sync {
 
     /// Checks that the agent answers.
     async fn ping(&self) -> Result<(), AgentError>;
+
+    /// The Hub is finished with `task` on this agent: its run ended in `status` (`done`,
+    /// `review` or `failed`). An agent may clean up the task's workspace (see
+    /// [`Workspaces`](crate::worker::Workspaces)); the default does nothing.
+    async fn release(&self, task: TaskId, status: TaskStatus) -> Result<(), AgentError> {
+        let _ = (task, status);
+        Ok(())
+    }
 }

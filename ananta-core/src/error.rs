@@ -374,6 +374,9 @@ pub enum AgentError {
     /// The agent did not answer in time.
     #[error("agent did not answer within {0:?}")]
     Timeout(Duration),
+    /// The task's workspace (its directory or git worktree) could not be prepared or removed.
+    #[error("task workspace: {0}")]
+    Workspace(String),
 }
 
 impl AgentError {

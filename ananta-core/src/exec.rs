@@ -26,6 +26,11 @@ pub struct ExecRequest {
     #[schemars(with = "Option<f64>")]
     #[serde(with = "opt_secs")]
     pub timeout: Option<Duration>,
+    /// The task's own workspace: the working directory when `cwd` is `None`, and, in a
+    /// sandbox, the only place the command may write. An executor refuses a workspace outside
+    /// its own working directory; `None` uses the executor's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
 }
 
 impl ExecRequest {
@@ -35,6 +40,12 @@ impl ExecRequest {
             command: command.into(),
             ..Self::default()
         }
+    }
+
+    /// Confines the command to a workspace (see [`ExecRequest::workspace`]).
+    pub fn workspace(mut self, workspace: impl Into<PathBuf>) -> Self {
+        self.workspace = Some(workspace.into());
+        self
     }
 
     /// Sets the working directory.

@@ -243,6 +243,11 @@ fn agent_error(e: AgentError) -> ApiError {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "agent_timeout", message)
         }
         AgentError::Cancelled => ApiError::new(StatusCode::CONFLICT, "cancelled", message),
+        AgentError::Workspace(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workspace_unavailable",
+            message,
+        ),
     }
 }
 

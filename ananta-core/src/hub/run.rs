@@ -75,7 +75,14 @@ impl Hub {
             _ => return Ok(()),
         };
         let task = self.inner.store.get_task(task_id).await?;
-        self.move_to(task, status).await?;
+        let task = self.move_to(task, status).await?;
+        // The agent may clean up the task's workspace; a failure there is logged, not fatal.
+        if let Some(agent) = &task.assigned_agent
+            && let Ok(client) = self.client(agent)
+            && let Err(e) = client.release(task_id, status).await
+        {
+            tracing::warn!(task = %task_id, agent = %agent, error = %e, "the agent could not release the task");
+        }
         self.log(
             LogEntry::new(
                 Direction::Out,

@@ -8,8 +8,9 @@ use super::Worker;
 use crate::error::{AgentError, Error, ExecError};
 use crate::exec::{Decision, ExecRequest};
 use crate::feedback::{Feedback, FeedbackKind, push_bounded};
+use crate::ids::TaskId;
 use crate::steps::{Approval, RunError, StepDriver, StepLimits, StepReport, drive};
-use crate::task::{Proposal, Proposed, StepRecord, Task};
+use crate::task::{Proposal, Proposed, StepRecord, Task, TaskStatus};
 use crate::template::Template;
 use crate::verify::{CheckResult, Verification};
 
@@ -29,12 +30,22 @@ impl Worker {
         template: Option<&Template>,
         limits: &StepLimits,
     ) -> Result<StepReport, RunError> {
+        let id = task.id;
         let mut driver = LocalDriver {
             worker: self,
             task,
             template,
         };
-        drive(&mut driver, limits).await
+        let report = drive(&mut driver, limits).await?;
+        if matches!(report.stop, crate::steps::StopReason::Done { .. })
+            && let Err(error) = self.release_workspace(id, TaskStatus::Done).await
+        {
+            return Err(RunError {
+                report,
+                error: error.into(),
+            });
+        }
+        Ok(report)
     }
 
     /// Runs `task`'s acceptance checks in its workspace, each through the gate (as approved:
@@ -54,16 +65,55 @@ impl Worker {
         {
             return CheckResult::not_run(check, format!("denied by the policy ({rule}): {reason}"));
         }
-        let request = self.exec_request(task, check.to_string());
+        let request = match self.exec_request(task, check.to_string()).await {
+            Ok(r) => r,
+            Err(e) => return CheckResult::not_run(check, e.to_string()),
+        };
         match self.inner.executor.run(request, None).await {
             Ok(outcome) => CheckResult::from_outcome(check, &outcome),
             Err(e) => CheckResult::not_run(check, e.to_string()),
         }
     }
 
-    /// The request that runs `command` for `task`.
-    pub(super) fn exec_request(&self, _task: &Task, command: String) -> ExecRequest {
-        ExecRequest::new(command)
+    /// The request that runs `command` for `task`, in the task's workspace (created on first
+    /// use).
+    pub(super) async fn exec_request(
+        &self,
+        task: &Task,
+        command: String,
+    ) -> Result<ExecRequest, AgentError> {
+        let request = ExecRequest::new(command);
+        Ok(
+            match self.inner.settings.workspaces.prepare(task.id).await? {
+                Some(dir) => request.workspace(dir),
+                None => request,
+            },
+        )
+    }
+
+    /// Where `task` runs: its own directory or worktree, or `None` for the executor's working
+    /// directory ([`Workspaces::Shared`](super::Workspaces::Shared)).
+    pub fn workspace_of(&self, task: TaskId) -> Option<std::path::PathBuf> {
+        self.inner.settings.workspaces.path_of(task)
+    }
+
+    /// Removes `task`'s workspace now, whatever the cleanup policy (a worktree's branch stays).
+    pub async fn remove_workspace(&self, task: TaskId) -> Result<(), AgentError> {
+        self.inner.settings.workspaces.remove(task).await
+    }
+
+    /// Applies the cleanup policy to a task that reached `status`.
+    pub(super) async fn release_workspace(
+        &self,
+        task: TaskId,
+        status: TaskStatus,
+    ) -> Result<(), AgentError> {
+        if status == TaskStatus::Done
+            && self.inner.settings.workspaces.cleanup_policy() == super::Cleanup::RemoveWhenDone
+        {
+            self.remove_workspace(task).await?;
+        }
+        Ok(())
     }
 }
 

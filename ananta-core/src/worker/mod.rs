@@ -3,8 +3,10 @@
 mod config;
 mod local;
 mod prompt;
+mod workspace;
 
 pub use config::WorkerConfig;
+pub use workspace::{Cleanup, Workspaces};
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -16,11 +18,11 @@ use serde_json::json;
 use crate::agent::{AgentCard, AgentClient, ExecuteRequest, ProposeRequest};
 use crate::error::{AgentError, Error, ExecError};
 use crate::exec::{CommandGate, Decision, Executor};
-use crate::ids::AgentId;
+use crate::ids::{AgentId, TaskId};
 use crate::llm::{ChatRequest, LlmProvider};
 use crate::log::{Direction, LogEntry, LogQuery};
 use crate::parse::{AnswerFormat, ParsedAnswer, parse_answer};
-use crate::task::{Completion, Proposal, Proposed, StepRecord, Task};
+use crate::task::{Completion, Proposal, Proposed, StepRecord, Task, TaskStatus};
 use crate::template::Template;
 
 /// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
@@ -33,6 +35,7 @@ Never run interactive programs (editors, pagers, prompts) and prefer commands th
 /// The worker's plain settings, shared by the builder and the built worker.
 struct Settings {
     name: AgentId,
+    workspaces: Workspaces,
     system_prompt: String,
     specialisation: String,
     log_capacity: usize,
@@ -122,6 +125,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Where each task runs: the executor's working directory for all (the default), a
+    /// directory per task, or a git worktree per task (see [`Workspaces`]).
+    pub fn workspaces(mut self, workspaces: Workspaces) -> Self {
+        self.settings.workspaces = workspaces;
+        self
+    }
+
     /// How many log entries the worker keeps in memory (default 10,000; oldest dropped first).
     pub fn log_capacity(mut self, entries: usize) -> Self {
         self.settings.log_capacity = entries;
@@ -200,6 +210,7 @@ impl Worker {
                 system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
                 specialisation: String::new(),
                 log_capacity: 10_000,
+                workspaces: Workspaces::Shared,
             },
             config: WorkerConfig::default(),
             llm: None,
@@ -409,13 +420,19 @@ impl Worker {
             .task(task.id)
             .step(index),
         );
+        let request = match self.exec_request(task, command.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.log(
+                    LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))
+                        .task(task.id)
+                        .step(index),
+                );
+                return Err(e);
+            }
+        };
         let started_at = Utc::now();
-        let outcome = match self
-            .inner
-            .executor
-            .run(self.exec_request(task, command.clone()), None)
-            .await
-        {
+        let outcome = match self.inner.executor.run(request, None).await {
             Ok(o) => o,
             Err(e) => {
                 self.log(
@@ -475,5 +492,9 @@ impl AgentClient for Worker {
 
     async fn ping(&self) -> Result<(), AgentError> {
         Ok(())
+    }
+
+    async fn release(&self, task: TaskId, status: TaskStatus) -> Result<(), AgentError> {
+        self.release_workspace(task, status).await
     }
 }
