@@ -335,6 +335,16 @@ pub enum ProposalError {
         /// The whole raw answer.
         raw: String,
     },
+    /// The model called a tool that does not exist, or with arguments that do not fit it.
+    #[error("the model's call of `{tool}` is invalid: {message}")]
+    InvalidToolCall {
+        /// The tool it called.
+        tool: String,
+        /// What is wrong.
+        message: String,
+        /// The call's raw arguments.
+        raw: String,
+    },
 }
 
 /// Failures of an [`AgentClient`](crate::agent::AgentClient): what reaching an agent and
@@ -457,6 +467,9 @@ pub enum Error {
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// The task's step loop already runs in this process ([`Hub::start_run`](crate::Hub::start_run)).
+    #[error("task {0} is already running")]
+    RunInProgress(TaskId),
 }
 
 impl Error {

@@ -67,6 +67,38 @@ pub enum EventKind {
         /// The evidence (`passed: false` with no checks means unverified).
         verification: Box<Verification>,
     },
+    /// A piece of the model's answer while it streams in (in-process workers).
+    LlmDelta {
+        /// The task.
+        task_id: TaskId,
+        /// The step being proposed.
+        step: u32,
+        /// The new text.
+        text: String,
+    },
+    /// A piece of a running command's output (in-process workers; at most
+    /// [`PROGRESS_OUTPUT_CAP`](crate::worker::PROGRESS_OUTPUT_CAP) characters a step).
+    CommandOutput {
+        /// The task.
+        task_id: TaskId,
+        /// The step running.
+        step: u32,
+        /// Which stream.
+        stream: crate::exec::OutputStream,
+        /// The new text.
+        text: String,
+    },
+    /// A task's background step loop ([`Hub::start_run`](crate::Hub::start_run), `POST
+    /// /tasks/{id}/run`) ended.
+    TaskRunFinished {
+        /// The task.
+        task_id: TaskId,
+        /// What the run did and why it stopped.
+        report: Box<crate::steps::StepReport>,
+        /// The error that ended it, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// An agent registered (or re-registered).
     AgentRegistered {
         /// The agent.
@@ -160,6 +192,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether the event is live progress (`llm_delta`, `command_output`): many, small, and
+    /// not kept in any log.
+    pub fn is_progress(&self) -> bool {
+        matches!(self, Self::LlmDelta { .. } | Self::CommandOutput { .. })
+    }
+
     /// The orchestration run the event belongs to: the run's own task for run events, the
     /// run of the task for node events.
     pub fn run_id(&self) -> Option<TaskId> {
@@ -184,6 +222,9 @@ impl EventKind {
             | Self::StepProposed { task_id, .. }
             | Self::StepExecuted { task_id, .. }
             | Self::StepFeedback { task_id, .. }
+            | Self::LlmDelta { task_id, .. }
+            | Self::TaskRunFinished { task_id, .. }
+            | Self::CommandOutput { task_id, .. }
             | Self::TaskVerified { task_id, .. }
             | Self::NodeStarted { task_id, .. }
             | Self::NodeRetried { task_id, .. }
@@ -205,6 +246,9 @@ impl EventKind {
             Self::StepProposed { .. } => "step_proposed",
             Self::StepExecuted { .. } => "step_executed",
             Self::StepFeedback { .. } => "step_feedback",
+            Self::LlmDelta { .. } => "llm_delta",
+            Self::TaskRunFinished { .. } => "task_run_finished",
+            Self::CommandOutput { .. } => "command_output",
             Self::TaskVerified { .. } => "task_verified",
             Self::AgentRegistered { .. } => "agent_registered",
             Self::AgentStatusChanged { .. } => "agent_status_changed",

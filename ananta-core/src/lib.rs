@@ -98,6 +98,7 @@ pub mod template;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
+pub mod tools;
 pub mod verify;
 pub mod worker;
 

@@ -217,6 +217,11 @@ pub(crate) trait StepDriver {
 pub(crate) fn unreadable_message(error: &ProposalError) -> String {
     match error {
         ProposalError::Empty => "Your answer was empty. Answer with exactly one action.".into(),
+        ProposalError::InvalidToolCall { tool, message, .. } => {
+            format!(
+                "Your call of `{tool}` could not be used: {message}. Call one tool with valid arguments."
+            )
+        }
         ProposalError::NoCommand { raw, .. } => {
             let raw = raw.trim();
             let problem = if raw.contains('{') && crate::parse::first_object(raw).is_none() {
@@ -237,7 +242,9 @@ fn unreadable(error: &Error) -> Option<(&str, String)> {
         _ => return None,
     };
     let raw = match proposal {
-        ProposalError::NoCommand { raw, .. } => raw.as_str(),
+        ProposalError::NoCommand { raw, .. } | ProposalError::InvalidToolCall { raw, .. } => {
+            raw.as_str()
+        }
         ProposalError::Empty => "",
     };
     Some((raw, unreadable_message(proposal)))

@@ -84,6 +84,10 @@ pub struct Proposal {
     /// Why it waits for a human's approval before it runs (empty: it does not wait).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs_approval: Vec<String>,
+    /// The native tool call this proposal came from (see [`crate::tools`]); `command` then
+    /// shows it as `name {arguments}` unless it is `run_command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<crate::llm::ToolCall>,
 }
 
 impl Proposal {
@@ -98,6 +102,7 @@ impl Proposal {
             agent: None,
             proposed_at: Utc::now(),
             needs_approval: Vec::new(),
+            tool_call: None,
         }
     }
 }

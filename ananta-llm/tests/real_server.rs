@@ -14,11 +14,16 @@ use ananta_core::llm::{ChatMessage, ChatRequest, FinishReason};
 use ananta_llm::{OpenAiProvider, StructuredOutput};
 use futures::StreamExt;
 
+/// Per request: generous, because the one-slot server queues the requests of every test and a
+/// loaded 2-core machine (a CI run at load average 11) answers slowly; nothing here depends on
+/// how fast the model is.
+const REAL_MODEL_TIMEOUT: Duration = Duration::from_secs(900);
+
 fn server() -> Option<OpenAiProvider> {
     match std::env::var("ANANTA_TEST_OPENAI_URL") {
         Ok(url) if !url.trim().is_empty() => Some(
             OpenAiProvider::llama_cpp(url.trim())
-                .timeout(Duration::from_secs(120))
+                .timeout(REAL_MODEL_TIMEOUT)
                 .build()
                 .unwrap(),
         ),

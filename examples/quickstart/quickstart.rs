@@ -9,6 +9,9 @@
 //! commands, with structured output, retries and a small demo guard that only lets harmless
 //! programs run. The commands are real: a `ShellExecutor` runs them in a temporary workspace
 //! directory that is removed at the end.
+//!
+//! Steps print as they happen: the command's output line by line while it runs. Set
+//! `RUST_LOG=ananta_core=debug` (or `info`, `trace`) for the library's own tracing on stderr.
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -24,6 +27,11 @@ use ananta_quickstart::DemoGuard;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=ananta_core=debug` shows what the library does, on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let workspace = tempfile::tempdir()?;
 
     // The model's answers, in the shapes real models use: JSON, REASON/COMMAND lines, a fenced
@@ -185,7 +193,9 @@ async fn main() -> anyhow::Result<()> {
                     println!("stopped: done and verified by the task's check ({summary})")
                 }
                 StopReason::Unverified { summary } => {
-                    println!("stopped: the model says done, unverified ({summary})")
+                    println!(
+                        "stopped: the model says it is finished, but no check verified it ({summary})"
+                    )
                 }
                 other => println!("stopped: {other:?}"),
             }
@@ -238,24 +248,28 @@ fn print_event(task: ananta_core::TaskId, kind: &EventKind) {
         EventKind::TaskUpdated { task } if task.status == TaskStatus::Proposing => {
             println!("… the model is thinking");
         }
+        EventKind::CommandOutput { stream, text, .. } => {
+            let mark = match stream {
+                ananta_core::exec::OutputStream::Stdout => '|',
+                _ => '!',
+            };
+            for line in text.lines() {
+                println!("  {mark} {line}");
+            }
+        }
         EventKind::StepProposed { proposed, .. } => match proposed.as_ref() {
             Proposed::Command(p) => {
                 println!("proposal: {}", p.reason);
                 println!("  $ {}", p.command.replace('\n', "\n    "));
             }
-            Proposed::Done(c) => println!("the model says done: {}", c.summary),
+            Proposed::Done(c) => println!("the model says it is finished: {}", c.summary),
         },
         EventKind::StepExecuted { step, .. } => {
+            // Its output was printed live, as it came.
             let o = &step.outcome;
             match o.exit_code {
                 Some(code) => println!("  exit {code} in {} ms", o.duration_ms),
                 None => println!("  killed (signal {:?}) in {} ms", o.signal, o.duration_ms),
-            }
-            for line in o.stdout.lines() {
-                println!("  | {line}");
-            }
-            for line in o.stderr.lines() {
-                println!("  ! {line}");
             }
         }
         EventKind::StepFeedback { feedback, .. } => {

@@ -448,3 +448,56 @@ async fn the_history_is_capped_by_tokens() {
         "the latest step stays"
     );
 }
+
+#[tokio::test]
+async fn progress_events_arrive_while_the_run_works() {
+    let s = setup(
+        ScriptedProvider::new([
+            r#"{"analysis": "work a while", "next": {"run": "echo started; sleep 2; echo finished"}}"#,
+            FINISHED,
+        ])
+        .chunk_size(8),
+    )
+    .await;
+    let task = s.task(NewTask::new("Work").check("true")).await;
+    let mut events = s.hub.subscribe();
+    let run = tokio::spawn({
+        let hub = s.hub.clone();
+        async move { hub.run(task, &StepLimits::steps(4)).await }
+    });
+    let mut deltas = String::new();
+    let mut saw_output_while_running = false;
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("events keep coming")
+            .unwrap();
+        match event.kind {
+            EventKind::LlmDelta { task_id, text, .. } if task_id == task => deltas.push_str(&text),
+            EventKind::CommandOutput {
+                task_id,
+                text,
+                step,
+                ..
+            } if task_id == task => {
+                assert_eq!(step, 1);
+                if text.contains("started") {
+                    // The command still sleeps: no step is recorded and the run goes on.
+                    let stored = s.hub.get_task(task).await.unwrap();
+                    assert!(stored.steps.is_empty(), "{stored:?}");
+                    assert!(!run.is_finished());
+                    saw_output_while_running = true;
+                }
+            }
+            EventKind::StepExecuted { .. } => break,
+            _ => {}
+        }
+    }
+    assert!(saw_output_while_running);
+    assert!(
+        deltas.contains("echo started; sleep 2"),
+        "the answer streamed in pieces: {deltas}"
+    );
+    let report = run.await.unwrap().unwrap();
+    assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
+}

@@ -138,6 +138,7 @@ async fn propose_execute_logs_and_events() {
     assert!(seen.windows(2).all(|w| w[0].seq < w[1].seq));
     let names: Vec<&str> = seen
         .iter()
+        .filter(|e| !e.kind.is_progress())
         .map(|e| match e.kind {
             EventKind::TaskCreated { .. } => "created",
             EventKind::TaskAssigned { .. } => "assigned",

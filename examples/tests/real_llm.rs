@@ -8,6 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Per request: generous, because the one-slot server queues the requests of every test and a
+/// loaded 2-core machine (a CI run at load average 11) answers slowly; nothing here depends on
+/// how fast the model is.
+const REAL_MODEL_TIMEOUT: Duration = Duration::from_secs(900);
+
 use ananta_core::{AgentId, Hub, NewTask, Proposed, TaskStatus, Worker};
 use ananta_exec::ShellExecutor;
 use ananta_llm::OpenAiProvider;
@@ -31,7 +36,7 @@ async fn worker_proposes_a_command_with_a_real_model() {
     let Some(url) = server_url() else { return };
     let dir = tempfile::tempdir().unwrap();
     let llm = OpenAiProvider::llama_cpp(&url)
-        .timeout(Duration::from_secs(120))
+        .timeout(REAL_MODEL_TIMEOUT)
         .build()
         .unwrap();
     let hub = Hub::builder()
@@ -87,7 +92,7 @@ async fn decomposition_with_a_real_model_is_valid_or_a_typed_error() {
     use ananta_core::{DecomposeError, Decomposer};
     let Some(url) = server_url() else { return };
     let llm = OpenAiProvider::llama_cpp(&url)
-        .timeout(Duration::from_secs(120))
+        .timeout(REAL_MODEL_TIMEOUT)
         .build()
         .unwrap();
     let decomposer = LlmDecomposer::new(Arc::new(llm))

@@ -221,7 +221,8 @@ fn agent_error(e: AgentError) -> ApiError {
         AgentError::Llm(l) => ApiError::new(llm_status(&l), "llm_failed", message),
         AgentError::Proposal(p) => {
             let raw = match &p {
-                crate::error::ProposalError::NoCommand { raw, .. } => raw.clone(),
+                crate::error::ProposalError::NoCommand { raw, .. }
+                | crate::error::ProposalError::InvalidToolCall { raw, .. } => raw.clone(),
                 crate::error::ProposalError::Empty => String::new(),
             };
             // The raw answer goes along so a Hub can feed it back to the model.
@@ -294,6 +295,9 @@ impl From<Error> for ApiError {
             ),
             Error::InvalidInput(_) => ApiError::invalid(message),
             Error::Cancelled => ApiError::new(StatusCode::CONFLICT, "cancelled", message),
+            Error::RunInProgress(_) => {
+                ApiError::new(StatusCode::CONFLICT, "run_in_progress", message)
+            }
         }
     }
 }

@@ -110,6 +110,9 @@ async fn entries_after(ctx: &HubCtx, task: TaskId, last: u64) -> Vec<LogEntry> {
 /// `GET /tasks/{id}/logs?follow=true`: the latest `limit` entries, then every new entry as it
 /// is written, as SSE events named `log` (id = the entry's sequence number). New entries are
 /// looked for whenever the hub publishes an event about the task, and at least every second.
+/// Live progress of the task (`llm_delta`, `command_output`: the model's answer as it streams
+/// and a command's output as it runs, never stored in the log) comes in between as SSE events
+/// of those names.
 pub(crate) fn follow_logs(ctx: HubCtx, task: TaskId, q: LogsQuery) -> SseStream {
     let shutdown = ctx.options.shutdown.clone();
     let limit = q.limit.unwrap_or(100).min(10_000);
@@ -118,15 +121,23 @@ pub(crate) fn follow_logs(ctx: HubCtx, task: TaskId, q: LogsQuery) -> SseStream 
         rx: tokio::sync::broadcast::Receiver<crate::event::Event>,
         last: Option<u64>,
         pending: std::collections::VecDeque<LogEntry>,
+        live: Option<SseEvent>,
+        /// Whether the log may have grown since it was last read.
+        recheck: bool,
     }
     let state = Follow {
         rx: ctx.hub.subscribe(),
         ctx,
         last: None,
         pending: Default::default(),
+        live: None,
+        recheck: true,
     };
     let stream = futures::stream::unfold(state, move |mut st| async move {
         loop {
+            if let Some(live) = st.live.take() {
+                return Some((Ok(live), st));
+            }
             if let Some(entry) = st.pending.pop_front() {
                 st.last = Some(entry.seq);
                 return Some((Ok(log_event(&entry)), st));
@@ -143,18 +154,33 @@ pub(crate) fn follow_logs(ctx: HubCtx, task: TaskId, q: LogsQuery) -> SseStream 
                     st.pending.extend(first);
                     continue;
                 }
-                Some(last) => {
+                Some(last) if st.recheck => {
                     let newer = entries_after(&st.ctx, task, last).await;
                     if !newer.is_empty() {
                         st.pending.extend(newer);
                         continue;
                     }
                 }
+                Some(_) => {}
             }
-            // Wait for a hint that the task's log grew, or poll again in a second.
+            // Wait for a hint that the task's log grew, or poll again in a second; live
+            // progress of the task goes out as it comes.
+            let live = &mut st.live;
+            let recheck = &mut st.recheck;
+            *recheck = true;
             let wait = async {
                 loop {
                     match st.rx.recv().await {
+                        Ok(e) if e.kind.task_id() == Some(task) && e.kind.is_progress() => {
+                            *live = Some(
+                                SseEvent::default()
+                                    .event(e.kind.name())
+                                    .json_data(&e)
+                                    .unwrap_or_else(|_| SseEvent::default().event("error")),
+                            );
+                            *recheck = false;
+                            return;
+                        }
                         Ok(e) if e.kind.task_id() == Some(task) => return,
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => return,

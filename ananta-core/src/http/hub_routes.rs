@@ -135,6 +135,10 @@ impl HubApi {
             .route("/tasks/{id}/step/execute", post(task_execute))
             .route("/tasks/{id}/approve", post(approve))
             .route("/tasks/{id}/reject", post(reject))
+            .route(
+                "/tasks/{id}/run",
+                post(super::run_routes::start_run).delete(super::run_routes::stop_run),
+            )
             .route("/tasks/{id}/logs", get(task_logs))
             .route("/events", get(super::events::events))
             .with_state(ctx.clone());
@@ -365,7 +369,7 @@ fn template_id(raw: &str) -> ApiResult<TemplateId> {
         .map_err(|e: crate::ids::ParseIdError| ApiError::bad_request("invalid_id", e.to_string()))
 }
 
-fn task_id(raw: &str) -> ApiResult<TaskId> {
+pub(super) fn task_id(raw: &str) -> ApiResult<TaskId> {
     raw.parse()
         .map_err(|e: crate::ids::ParseIdError| ApiError::bad_request("invalid_id", e.to_string()))
 }

@@ -112,6 +112,7 @@ mod extract;
 mod hub_ctx;
 mod hub_routes;
 mod openapi;
+mod run_routes;
 mod server;
 mod types;
 mod worker_routes;
@@ -128,6 +129,6 @@ pub use server::{Cors, HttpOptions, serve, shutdown_signal};
 pub use types::{
     AssignBody, CommandBody, EventsQuery, HealthResponse, HubSettings, HubStepBody,
     IDEMPOTENCY_HEADER, LogsQuery, PatchQuery, RegisterRequest, RegisterResponse, RejectBody,
-    RotateResponse, TasksQuery, WorkerExecuteBody, WorkerProposeBody,
+    RotateResponse, RunBody, RunStartedResponse, TasksQuery, WorkerExecuteBody, WorkerProposeBody,
 };
 pub use worker_routes::{WorkerApi, worker_router};

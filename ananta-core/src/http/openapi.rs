@@ -13,8 +13,8 @@ use super::auth::{Access, LoginRequest, LoginResponse};
 use super::error::ErrorBody;
 use super::types::{
     AssignBody, CommandBody, EventsQuery, HealthResponse, HubSettings, HubStepBody, LogsQuery,
-    PatchQuery, RegisterRequest, RegisterResponse, RejectBody, RotateResponse, TasksQuery,
-    WorkerExecuteBody, WorkerProposeBody,
+    PatchQuery, RegisterRequest, RegisterResponse, RejectBody, RotateResponse, RunBody,
+    RunStartedResponse, TasksQuery, WorkerExecuteBody, WorkerProposeBody,
 };
 use crate::agent::AgentInfo;
 use crate::event::Event;
@@ -263,6 +263,13 @@ pub static HUB_ROUTES: &[RouteSpec] = &{
             .summary("Rejects the command a task waits on")
             .optional_body(s::<RejectBody>)
             .ok(200, Some(s::<Task>)),
+        route("POST", "/tasks/{id}/run", Write)
+            .summary("Starts the autonomous loop on the hub and answers at once; progress on GET /events, the end as `task_run_finished`; 409 run_in_progress")
+            .optional_body(s::<RunBody>)
+            .ok(202, Some(s::<RunStartedResponse>)),
+        route("DELETE", "/tasks/{id}/run", Write)
+            .summary("Cancels the task's run (404 no_run when none runs)")
+            .ok(204, None),
         route("GET", "/tasks/{id}/logs", Read)
             .summary("The task's log; with `follow=true` a live stream of server-sent events")
             .query(root::<LogsQuery>)

@@ -289,3 +289,69 @@ pub struct RotateResponse {
     /// The new `AGENT_TOKEN`.
     pub token: String,
 }
+
+/// `POST /tasks/{id}/run`: the budgets of the autonomous run (every field optional).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Most turns (steps plus answers fed back), 1–1,000 (default 10).
+    #[serde(default)]
+    pub max_steps: Option<u32>,
+    /// Most tokens the run may use.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
+    /// Count the model's "finished" as done on a task without acceptance checks.
+    #[serde(default)]
+    pub trust_model: bool,
+    /// Seconds a command held for a human waits inside the run, 0–86,400 (default 600; 0
+    /// stops the run at the held command).
+    #[serde(default)]
+    pub approval_wait_secs: Option<u64>,
+}
+
+impl RunBody {
+    /// The limits these fields stand for, or what is wrong with them.
+    pub fn limits(&self) -> Result<crate::steps::StepLimits, crate::error::InvalidInput> {
+        use crate::error::InvalidInput;
+        let max_steps = self.max_steps.unwrap_or(10);
+        if !(1..=1_000).contains(&max_steps) {
+            return Err(InvalidInput::new("max_steps", "max_steps must be 1–1000"));
+        }
+        let mut limits = crate::steps::StepLimits::steps(max_steps).trust_model(self.trust_model);
+        if let Some(tokens) = self.max_tokens {
+            if tokens == 0 {
+                return Err(InvalidInput::new(
+                    "max_tokens",
+                    "max_tokens must be at least 1",
+                ));
+            }
+            limits = limits.max_tokens(tokens);
+        }
+        match self.approval_wait_secs {
+            Some(0) => limits = limits.approval_wait(None),
+            Some(secs) if secs > 86_400 => {
+                return Err(InvalidInput::new(
+                    "approval_wait_secs",
+                    "approval_wait_secs must be at most 86400",
+                ));
+            }
+            Some(secs) => {
+                limits = limits.approval_wait(Some(std::time::Duration::from_secs(secs)));
+            }
+            None => {}
+        }
+        Ok(limits)
+    }
+}
+
+/// The answer of `POST /tasks/{id}/run`: the run started; follow it on `GET /events?task_id=`
+/// (it ends with a `task_run_finished` event) and stop it with `DELETE /tasks/{id}/run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RunStartedResponse {
+    /// The task.
+    pub task_id: TaskId,
+    /// Its turn budget.
+    pub max_steps: u32,
+    /// Where its progress streams.
+    pub events: String,
+}

@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::event::EventKind;
 use crate::ids::AgentId;
 use crate::pipeline::NodeAgent;
+use crate::worker::Progress;
 
 impl Hub {
     /// Registers an agent and the client that reaches it (an in-process `Worker`, or a
@@ -49,6 +50,40 @@ impl Hub {
         &self,
         worker: &crate::worker::Worker,
     ) -> Result<AgentInfo, Error> {
+        // The worker's live progress becomes events on this hub's bus.
+        let events = Arc::downgrade(&self.inner);
+        let key = format!("hub:{:p}", Arc::as_ptr(&self.inner));
+        worker.add_progress_sink(
+            key,
+            Arc::new(move |progress| {
+                let Some(inner) = events.upgrade() else {
+                    return;
+                };
+                let kind = match progress {
+                    Progress::LlmDelta {
+                        task_id,
+                        step,
+                        text,
+                    } => EventKind::LlmDelta {
+                        task_id,
+                        step,
+                        text,
+                    },
+                    Progress::CommandOutput {
+                        task_id,
+                        step,
+                        stream,
+                        text,
+                    } => EventKind::CommandOutput {
+                        task_id,
+                        step,
+                        stream,
+                        text,
+                    },
+                };
+                inner.events.publish(kind);
+            }),
+        );
         self.register_agent(worker.card(), Arc::new(worker.clone()))
             .await
     }

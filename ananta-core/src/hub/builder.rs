@@ -119,6 +119,7 @@ impl HubBuilder {
                 matcher,
                 node_agents,
                 active_runs: Mutex::default(),
+                task_runs: Mutex::default(),
             }),
         })
     }

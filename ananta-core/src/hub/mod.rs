@@ -20,6 +20,7 @@ use crate::task::{NewTask, Task, TaskFilter, TaskStatus, TaskUpdate};
 use crate::template::{NewTemplate, Template, TemplateUpdate};
 
 mod agents;
+mod background;
 mod builder;
 mod run;
 mod steps;
@@ -43,6 +44,8 @@ pub(crate) struct HubInner {
     pub(crate) node_agents: NodeAgents,
     /// Runs this process is executing right now (a second start of one is refused).
     pub(crate) active_runs: Mutex<HashSet<TaskId>>,
+    /// Background step loops ([`Hub::start_run`]) and their cancellation.
+    pub(crate) task_runs: Mutex<HashMap<TaskId, tokio_util::sync::CancellationToken>>,
 }
 
 /// The brain and memory of Ananta: keeps the task board, templates and agents, and forwards

@@ -2,6 +2,32 @@
 
 use crate::error::InvalidInput;
 
+/// How a Worker's model acts.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// The model answers in text: JSON ([`AnswerFormat`](crate::parse::AnswerFormat)), or one of
+    /// the shapes [`parse_answer`](crate::parse::parse_answer) reads. Works with every model
+    /// (the default).
+    #[default]
+    Text,
+    /// Native tool calls: the request offers `run_command`, `finish` and the worker's
+    /// [`Toolbox`](crate::tools::Toolbox) with their JSON schemas, and the model calls one.
+    /// For servers with function calling (OpenAI-compatible ones, llama.cpp's `llama-server
+    /// --jinja`, Ollama). An answer in text is still read as in [`Protocol::Text`].
+    Tools,
+}
+
 /// The settings of a [`Worker`](super::Worker) that may change while it runs (the original Ananta's `/config`): read
 /// them with [`Worker::config`](super::Worker::config), change them with
 /// [`Worker::set_config`](super::Worker::set_config).
@@ -19,6 +45,9 @@ pub struct WorkerConfig {
     /// Whether answers are constrained to [`AnswerFormat`](crate::parse::AnswerFormat)'s schema.
     #[serde(default)]
     pub structured_output: bool,
+    /// How the model acts: JSON answers parsed from text, or native tool calls.
+    #[serde(default)]
+    pub protocol: Protocol,
     /// Characters of each output stream fed back to the model (at least 100).
     pub output_budget: usize,
     /// How many of the latest steps the prompt shows (at least 1).
@@ -40,6 +69,7 @@ impl Default for WorkerConfig {
             temperature: None,
             max_tokens: None,
             structured_output: false,
+            protocol: Protocol::Text,
             output_budget: 4_000,
             history_steps: 20,
             history_tokens: default_history_tokens(),

@@ -1,11 +1,15 @@
 //! The Worker: asks an LLM for the next shell command of a task, runs it, and logs everything.
 
 mod config;
+mod live;
 mod local;
+mod progress;
 mod prompt;
+mod tool_calls;
 mod workspace;
 
-pub use config::WorkerConfig;
+pub use config::{Protocol, WorkerConfig};
+pub use progress::{PROGRESS_OUTPUT_CAP, Progress, ProgressSink};
 pub use workspace::{Cleanup, Workspaces};
 
 use std::collections::VecDeque;
@@ -24,6 +28,7 @@ use crate::log::{Direction, LogEntry, LogQuery};
 use crate::parse::{AnswerFormat, ParsedAnswer, parse_answer};
 use crate::task::{Completion, Proposal, Proposed, StepRecord, Task, TaskStatus};
 use crate::template::Template;
+use crate::tools::{ToolAccess, Toolbox};
 
 /// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell, in the task's own directory. \
@@ -32,11 +37,20 @@ Answer with one JSON object and nothing else: {\"analysis\": \"<what the last ou
 When the task is complete, answer {\"analysis\": \"<what you checked>\", \"next\": {\"finish\": \"<summary of what was achieved>\"}}. \
 Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
 
+/// The default system prompt with [`Protocol::Tools`]: the model calls the offered tools.
+pub const DEFAULT_TOOLS_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell, in the task's own directory. \
+Each answer is ONE tool call: run_command runs a shell command, the file tools read, write, edit, list and search files, and finish says the task is complete with a summary. \
+You see each call's result before the next. Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
+
 /// The worker's plain settings, shared by the builder and the built worker.
 struct Settings {
     name: AgentId,
     workspaces: Workspaces,
-    system_prompt: String,
+    /// The host's system prompt; `None`: the default of the protocol.
+    system_prompt: Option<String>,
+    toolbox: Toolbox,
+    tool_access: ToolAccess,
+    tool_root: Option<std::path::PathBuf>,
     specialisation: String,
     log_capacity: usize,
 }
@@ -48,6 +62,7 @@ pub struct WorkerBuilder {
     llm: Option<Arc<dyn LlmProvider>>,
     executor: Option<Arc<dyn Executor>>,
     gate: Option<Arc<dyn CommandGate>>,
+    listeners: progress::Listeners,
 }
 
 impl WorkerBuilder {
@@ -75,7 +90,7 @@ impl WorkerBuilder {
 
     /// Replaces the whole system prompt (the default explains the answer format).
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.settings.system_prompt = prompt.into();
+        self.settings.system_prompt = Some(prompt.into());
         self
     }
 
@@ -132,6 +147,44 @@ impl WorkerBuilder {
         self
     }
 
+    /// Reports live progress to `sink`: the model's answer as it streams in and each
+    /// command's output as it is printed (see [`Progress`]). A Hub the worker is registered
+    /// with ([`Hub::register_worker`](crate::Hub::register_worker)) adds its own listener,
+    /// which publishes them as events.
+    pub fn progress(self, sink: ProgressSink) -> Self {
+        self.listeners.add("builder".into(), sink);
+        self
+    }
+
+    /// How the model acts: [`Protocol::Text`] (the default) or native tool calls
+    /// ([`Protocol::Tools`]).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.config.protocol = protocol;
+        self
+    }
+
+    /// The tools offered with [`Protocol::Tools`] besides `run_command` and `finish` (default
+    /// [`Toolbox::files`]).
+    pub fn tools(mut self, toolbox: Toolbox) -> Self {
+        self.settings.toolbox = toolbox;
+        self
+    }
+
+    /// What the file tools may do (default: read and write). Writes go through this like
+    /// commands through the gate: [`ToolAccess::ApproveWrites`] holds them for a human,
+    /// [`ToolAccess::ReadOnly`] refuses them.
+    pub fn tool_access(mut self, access: ToolAccess) -> Self {
+        self.settings.tool_access = access;
+        self
+    }
+
+    /// The folder the file tools work in when tasks share one folder ([`Workspaces::Shared`]):
+    /// the executor's working directory. Per-task workspaces need none.
+    pub fn tool_root(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.settings.tool_root = Some(root.into());
+        self
+    }
+
     /// How many log entries the worker keeps in memory (default 10,000; oldest dropped first).
     pub fn log_capacity(mut self, entries: usize) -> Self {
         self.settings.log_capacity = entries;
@@ -148,6 +201,17 @@ impl WorkerBuilder {
             .ok_or_else(|| Error::InvalidInput("Worker needs an executor".into()))?;
         let mut settings = self.settings;
         settings.log_capacity = settings.log_capacity.max(1);
+        if self.config.protocol == Protocol::Tools
+            && settings.workspaces == Workspaces::Shared
+            && settings.tool_root.is_none()
+            && !settings.toolbox.is_empty()
+        {
+            return Err(Error::InvalidInput(
+                "the file tools need a folder: give WorkerBuilder::tool_root (the executor's \
+                 working directory) or per-task Workspaces"
+                    .into(),
+            ));
+        }
         let mut config = self.config;
         config.output_budget = config.output_budget.max(100);
         config.history_steps = config.history_steps.max(1);
@@ -163,6 +227,7 @@ impl WorkerBuilder {
                     entries: VecDeque::new(),
                     next_seq: 1,
                 }),
+                listeners: Arc::new(self.listeners),
             }),
         })
     }
@@ -180,6 +245,7 @@ struct WorkerInner {
     executor: Arc<dyn Executor>,
     gate: Option<Arc<dyn CommandGate>>,
     log: Mutex<LogRing>,
+    listeners: Arc<progress::Listeners>,
 }
 
 /// An agent that proposes shell commands with an LLM and runs them with an executor.
@@ -207,7 +273,10 @@ impl Worker {
         WorkerBuilder {
             settings: Settings {
                 name,
-                system_prompt: DEFAULT_SYSTEM_PROMPT.to_string(),
+                system_prompt: None,
+                toolbox: Toolbox::files(),
+                tool_access: ToolAccess::ReadWrite,
+                tool_root: None,
                 specialisation: String::new(),
                 log_capacity: 10_000,
                 workspaces: Workspaces::Shared,
@@ -216,6 +285,7 @@ impl Worker {
             llm: None,
             executor: None,
             gate: None,
+            listeners: progress::Listeners::default(),
         }
     }
 
@@ -292,7 +362,9 @@ impl Worker {
             .or_else(|| config.model.clone());
         request.temperature = config.temperature;
         request.max_tokens = config.max_tokens;
-        if config.structured_output {
+        if config.protocol == Protocol::Tools {
+            request.tools = inner.settings.toolbox.specs();
+        } else if config.structured_output {
             request = request.json_schema_for::<AnswerFormat>();
         }
         self.log(
@@ -305,7 +377,7 @@ impl Worker {
             .step(step),
         );
         tracing::debug!(task = %task.id, agent = %inner.settings.name, "asking the LLM for the next step");
-        let response = match inner.llm.complete(request).await {
+        let response = match self.ask(task.id, step, request).await {
             Ok(r) => r,
             Err(e) => {
                 self.log(
@@ -316,12 +388,27 @@ impl Worker {
                 return Err(e.into());
             }
         };
-        let parsed = parse_answer(&response.content);
+        // One action per turn: the first tool call, or else the text.
+        let call = response.tool_calls.first().cloned();
+        let raw = match &call {
+            Some(c) => tool_calls::raw_call(c),
+            None => response.content.clone(),
+        };
+        let parsed = match &call {
+            Some(c) => self.read_tool_call(c).map(|answer| match answer {
+                tool_calls::ToolAnswer::Act { command } => ParsedAnswer::Command {
+                    reason: response.content.trim().to_string(),
+                    command,
+                },
+                tool_calls::ToolAnswer::Finish { summary } => ParsedAnswer::Done { summary },
+            }),
+            None => parse_answer(&response.content),
+        };
         self.log(
             LogEntry::new(
                 Direction::Out,
                 "answer",
-                json!({"raw": response.content, "usage": response.usage, "parsed": parsed.is_ok()}),
+                json!({"raw": raw, "usage": response.usage, "parsed": parsed.is_ok()}),
             )
             .task(task.id)
             .step(step),
@@ -330,16 +417,17 @@ impl Worker {
             ParsedAnswer::Command { reason, command } => Proposed::Command(Proposal {
                 reason,
                 command,
-                raw: response.content,
+                raw,
                 prompt,
                 usage: response.usage,
                 agent: Some(inner.settings.name.clone()),
                 proposed_at: Utc::now(),
                 needs_approval: Vec::new(),
+                tool_call: call,
             }),
             ParsedAnswer::Done { summary } => Proposed::Done(Completion {
                 summary,
-                raw: response.content,
+                raw,
                 usage: response.usage,
             }),
         })
@@ -387,29 +475,30 @@ impl Worker {
                 .ok_or(AgentError::NoCommand(task.id))?,
         };
         let index = task.next_step_index().unwrap_or(u32::MAX);
-        if let Some(gate) = &self.inner.gate {
-            let refusal = match gate.decide(&command) {
-                Decision::Allow => None,
-                Decision::NeedsApproval { .. } if approved => None,
-                Decision::NeedsApproval { reasons } => {
-                    Some(("approval_required", ExecError::NeedsApproval { reasons }))
-                }
-                Decision::Deny { rule, reason } => {
-                    Some(("denied", ExecError::Denied { rule, reason }))
-                }
-            };
-            if let Some((kind, error)) = refusal {
-                self.log(
-                    LogEntry::new(
-                        Direction::Out,
-                        kind,
-                        json!({"command": command, "error": error.to_string()}),
-                    )
-                    .task(task.id)
-                    .step(index),
-                );
-                return Err(error.into());
-            }
+        // A file tool the model called (an edited command is a shell command again).
+        let tool = proposal
+            .as_ref()
+            .filter(|p| p.command == command)
+            .and_then(|p| p.tool_call.clone())
+            .filter(|c| c.name != crate::tools::RUN_COMMAND);
+        let refusal = match &tool {
+            Some(call) => self
+                .tool_needs_approval(call)
+                .filter(|_| !approved)
+                .map(|reason| ("approval_required", Self::held(reason))),
+            None => self.gate_refusal(&command, approved),
+        };
+        if let Some((kind, error)) = refusal {
+            self.log(
+                LogEntry::new(
+                    Direction::Out,
+                    kind,
+                    json!({"command": command, "error": error.to_string()}),
+                )
+                .task(task.id)
+                .step(index),
+            );
+            return Err(error);
         }
         self.log(
             LogEntry::new(
@@ -420,19 +509,12 @@ impl Worker {
             .task(task.id)
             .step(index),
         );
-        let request = match self.exec_request(task, command.clone()).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.log(
-                    LogEntry::new(Direction::Out, "error", json!({"error": e.to_string()}))
-                        .task(task.id)
-                        .step(index),
-                );
-                return Err(e);
-            }
-        };
         let started_at = Utc::now();
-        let outcome = match self.inner.executor.run(request, None).await {
+        let outcome = match &tool {
+            Some(call) => self.run_tool(task, call).await,
+            None => self.run_shell(task, index, command.clone()).await,
+        };
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 self.log(
@@ -440,7 +522,7 @@ impl Worker {
                         .task(task.id)
                         .step(index),
                 );
-                return Err(e.into());
+                return Err(e);
             }
         };
         let finished_at = Utc::now();
@@ -462,6 +544,31 @@ impl Worker {
             started_at,
             finished_at,
         })
+    }
+
+    /// The gate's refusal of a shell command, if it refuses it.
+    fn gate_refusal(&self, command: &str, approved: bool) -> Option<(&'static str, AgentError)> {
+        let gate = self.inner.gate.as_ref()?;
+        let (kind, error) = match gate.decide(command) {
+            Decision::Allow => return None,
+            Decision::NeedsApproval { .. } if approved => return None,
+            Decision::NeedsApproval { reasons } => {
+                ("approval_required", ExecError::NeedsApproval { reasons })
+            }
+            Decision::Deny { rule, reason } => ("denied", ExecError::Denied { rule, reason }),
+        };
+        Some((kind, error.into()))
+    }
+
+    /// Runs a shell command in the task's workspace.
+    async fn run_shell(
+        &self,
+        task: &Task,
+        index: u32,
+        command: String,
+    ) -> Result<crate::exec::ExecOutcome, AgentError> {
+        let request = self.exec_request(task, command).await?;
+        Ok(self.run_command(task.id, index, request).await?)
     }
 }
 

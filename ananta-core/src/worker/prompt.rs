@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::Worker;
+use super::{Protocol, Worker};
 use crate::error::AgentError;
 use crate::llm::ChatMessage;
 use crate::task::{StepRecord, Task};
@@ -11,19 +11,44 @@ use crate::template::{Template, task_variables};
 
 /// One turn of the history: the model's answer and what it was told afterwards.
 struct Turn {
-    answer: String,
-    observation: String,
+    messages: Vec<ChatMessage>,
     is_step: bool,
 }
 
 impl Turn {
+    fn text(answer: String, observation: String, is_step: bool) -> Self {
+        Self {
+            messages: vec![
+                ChatMessage::assistant(answer),
+                ChatMessage::user(observation),
+            ],
+            is_step,
+        }
+    }
+
     /// Estimated tokens: about four characters each, plus a little per message.
     fn tokens(&self) -> usize {
-        (self.answer.len() + self.observation.len()) / 4 + 8
+        self.messages
+            .iter()
+            .map(|m| {
+                let calls: usize = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.arguments.len() + c.name.len())
+                    .sum();
+                (m.content.len() + calls) / 4 + 4
+            })
+            .sum()
     }
 }
 
-fn step_turn(step: &StepRecord, output_budget: usize) -> Turn {
+fn step_turn(step: &StepRecord, output_budget: usize, tools: bool) -> Turn {
+    if tools && let Some(call) = step.proposal.as_ref().and_then(|p| p.tool_call.as_ref()) {
+        return Turn {
+            messages: super::tool_calls::tool_step_messages(step, call, output_budget).into(),
+            is_step: true,
+        };
+    }
     let answer = match &step.proposal {
         Some(p) if p.command == step.command && !p.raw.is_empty() => p.raw.clone(),
         Some(p) => json!({"reason": p.reason, "command": step.command}).to_string(),
@@ -31,16 +56,13 @@ fn step_turn(step: &StepRecord, output_budget: usize) -> Turn {
             json!({"reason": "command given by the operator", "command": step.command}).to_string()
         }
     };
-    Turn {
-        answer,
-        observation: format!(
-            "Step {} ran `{}`:\n{}\nPropose the next command, or say you are finished.",
-            step.index,
-            step.command,
-            step.outcome.summary_for_model(output_budget)
-        ),
-        is_step: true,
-    }
+    let observation = format!(
+        "Step {} ran `{}`:\n{}\nPropose the next command, or say you are finished.",
+        step.index,
+        step.command,
+        step.outcome.summary_for_model(output_budget)
+    );
+    Turn::text(answer, observation, true)
 }
 
 /// The task as the model reads it: no internal ids (a model copies them into commands).
@@ -76,7 +98,11 @@ impl Worker {
         template: Option<&Template>,
     ) -> Result<Vec<ChatMessage>, AgentError> {
         let config = self.config();
-        let mut system = self.inner.settings.system_prompt.clone();
+        let mut system = match (&self.inner.settings.system_prompt, config.protocol) {
+            (Some(custom), _) => custom.clone(),
+            (None, Protocol::Text) => super::DEFAULT_SYSTEM_PROMPT.to_string(),
+            (None, Protocol::Tools) => super::DEFAULT_TOOLS_SYSTEM_PROMPT.to_string(),
+        };
         if !self.inner.settings.specialisation.is_empty() {
             system.push_str("\n\nYour specialisation: ");
             system.push_str(&self.inner.settings.specialisation);
@@ -87,6 +113,7 @@ impl Worker {
         ];
 
         // Every turn in order: feedback given after step n follows step n.
+        let tools = config.protocol == Protocol::Tools;
         let mut turns = Vec::with_capacity(task.steps.len() + task.feedback.len());
         let mut feedback = task.feedback.iter().peekable();
         for (seen, step) in task.steps.iter().enumerate() {
@@ -94,7 +121,7 @@ impl Worker {
             while let Some(f) = feedback.next_if(|f| f.after_step <= seen) {
                 turns.push(feedback_turn(f));
             }
-            turns.push(step_turn(step, config.output_budget));
+            turns.push(step_turn(step, config.output_budget, tools));
         }
         turns.extend(feedback.map(feedback_turn));
 
@@ -121,21 +148,17 @@ impl Worker {
             )));
         }
         for turn in turns.into_iter().skip(skip) {
-            messages.push(ChatMessage::assistant(turn.answer));
-            messages.push(ChatMessage::user(turn.observation));
+            messages.extend(turn.messages);
         }
         Ok(messages)
     }
 }
 
 fn feedback_turn(f: &crate::feedback::Feedback) -> Turn {
-    Turn {
-        answer: if f.answer.trim().is_empty() {
-            "(no answer)".to_string()
-        } else {
-            f.answer.clone()
-        },
-        observation: f.message.clone(),
-        is_step: false,
-    }
+    let answer = if f.answer.trim().is_empty() {
+        "(no answer)".to_string()
+    } else {
+        f.answer.clone()
+    };
+    Turn::text(answer, f.message.clone(), false)
 }

@@ -281,6 +281,12 @@ pub(super) fn proposal(command: &str) -> Proposal {
         agent: Some(agent("alice")),
         proposed_at: Utc::now(),
         needs_approval: vec!["touches files".to_string()],
+        // A native tool call, so every store keeps it too.
+        tool_call: Some(ananta_core::llm::ToolCall {
+            id: "call-1".to_string(),
+            name: "run_command".to_string(),
+            arguments: serde_json::json!({ "command": command }).to_string(),
+        }),
     }
 }
 

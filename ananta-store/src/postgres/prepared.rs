@@ -191,7 +191,10 @@ mod tests {
             expires_at: chrono::Utc::now(),
         };
         q.push(&claim, TaskStatus::Done).unwrap();
-        assert_eq!(q.froms, vec!["in_progress,proposing,done".to_string()]);
+        assert_eq!(
+            q.froms,
+            vec!["in_progress,proposing,review,done".to_string()]
+        );
         let sql = sql_of(&q);
         assert!(sql.contains("status = ANY(string_to_array("), "{sql}");
     }
