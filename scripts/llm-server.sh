@@ -121,7 +121,7 @@ start() {
     log "starting llama-server on 127.0.0.1:$port"
     LD_LIBRARY_PATH="$SERVER_DIR/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
         nohup "$bin" -m "$model" --alias smollm2-135m --host 127.0.0.1 --port "$port" \
-        --embeddings --pooling mean -c 4096 -t "$JOBS" --parallel 1 \
+        --embeddings --pooling mean -c 4096 -t "$JOBS" --parallel 1 --jinja \
         >"$RUN_DIR/server.log" 2>&1 &
     local pid=$!
     # One pid file per port: concurrent runs never stop each other's server.

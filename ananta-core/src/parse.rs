@@ -1,7 +1,7 @@
 //! Reading a model's answer: a command to run next, or "the task is done".
 //!
 //! The Worker asks for JSON in the shape of [`AnswerFormat`] (`{"analysis": "...", "next":
-//! {"run": "..."}}` or `{"analysis": "...", "next": {"finish": "..."}}`; the older `{"reason":
+//! {"command": "..."}}` or `{"analysis": "...", "next": {"finish": "..."}}`; the older `{"reason":
 //! "...", "command": "..."}` / `"done": true` shape is read too), but small local models answer
 //! in many shapes. [`parse_answer`] tries, in
 //! order:
@@ -27,14 +27,16 @@ use crate::error::ProposalError;
 /// The answer shape the default system prompt asks for, as a type: its JSON schema is what a
 /// Worker with structured output sends.
 ///
-/// `{"analysis": "…", "next": {"run": "<command>"}}` or
+/// `{"analysis": "…", "next": {"command": "<command>"}}` or
 /// `{"analysis": "…", "next": {"finish": "<summary>"}}`. The model writes its analysis first
 /// (the properties sort that way, so a schema-constrained model reasons before it commits), and
 /// "run this" and "finished" are exclusive shapes: a finished answer has no command to drop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerFormat {
-    /// What the last output shows and why the next action is right.
+    /// What the last output shows and why the next action is right (short: at most 200
+    /// characters in the schema, so a constrained model cannot ramble past its token limit).
+    #[schemars(length(max = 200))]
     pub analysis: String,
     /// The next action.
     pub next: NextAction,
@@ -44,10 +46,11 @@ pub struct AnswerFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum NextAction {
-    /// Run this one shell command next.
-    Run(String),
+    /// The one shell command to run next, e.g. `ls -la` (a command, not prose).
+    #[serde(rename = "command")]
+    Run(#[schemars(length(max = 400))] String),
     /// The task is finished; a summary of what was achieved.
-    Finish(String),
+    Finish(#[schemars(length(max = 300))] String),
 }
 
 /// What the model answered.
@@ -175,7 +178,10 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
                     };
                     return Some(Some(ParsedAnswer::Done { summary }));
                 }
-                let command = next_str("run").map(clean_command).unwrap_or_default();
+                let command = next_str("command")
+                    .or_else(|| next_str("run"))
+                    .map(clean_command)
+                    .unwrap_or_default();
                 return Some(if command.is_empty() {
                     None
                 } else {
@@ -224,7 +230,9 @@ fn from_json(text: &str) -> Option<Option<ParsedAnswer>> {
         if says_done_true(candidate) {
             return Some(Some(ParsedAnswer::Done { summary: reason() }));
         }
-        if let Some(command) = json_string_field(candidate, "run") {
+        if let Some(command) =
+            json_string_field(candidate, "run").or_else(|| json_string_field(candidate, "command"))
+        {
             let command = clean_command(&command);
             if !command.is_empty() {
                 let reason = reason();
@@ -805,12 +813,13 @@ mod loop_hygiene_tests {
         assert_eq!(props, ["analysis", "next"], "{schema}");
         let text = schema.to_string();
         assert!(text.contains("\"oneOf\""), "{text}");
-        let run: AnswerFormat = serde_json::from_str(r#"{"analysis": "a", "next": {"run": "ls"}}"#)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let run: AnswerFormat =
+            serde_json::from_str(r#"{"analysis": "a", "next": {"command": "ls"}}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.next, NextAction::Run("ls".into()));
         assert!(
             serde_json::from_str::<AnswerFormat>(
-                r#"{"analysis": "a", "next": {"run": "ls", "finish": "x"}}"#
+                r#"{"analysis": "a", "next": {"command": "ls", "finish": "x"}}"#
             )
             .is_err(),
             "both at once is no answer"

@@ -419,6 +419,13 @@ async fn turns<D: StepDriver>(
                         .feed_back(FeedbackKind::Denied, &raw, message)
                         .await?;
                     report.fed_back += 1;
+                    // The same denied command again is a repeat too.
+                    if repeats.last.as_deref() != Some(command.as_str()) {
+                        repeats = Repeats {
+                            last: Some(command),
+                            warned: false,
+                        };
+                    }
                     continue;
                 }
                 let Some(reasons) = needs_approval(&e).map(<[String]>::to_vec) else {

@@ -259,10 +259,15 @@ fn print_event(task: ananta_core::TaskId, kind: &EventKind) {
         }
         EventKind::StepProposed { proposed, .. } => match proposed.as_ref() {
             Proposed::Command(p) => {
-                println!("proposal: {}", p.reason);
-                println!("  $ {}", p.command.replace('\n', "\n    "));
+                println!("proposal: {}", shorten(&p.reason, 160));
+                println!("  $ {}", shorten(&p.command, 300).replace('\n', "\n    "));
             }
-            Proposed::Done(c) => println!("the model says it is finished: {}", c.summary),
+            Proposed::Done(c) => {
+                println!(
+                    "the model says it is finished: {}",
+                    shorten(&c.summary, 160)
+                );
+            }
         },
         EventKind::StepExecuted { step, .. } => {
             // Its output was printed live, as it came.
@@ -276,7 +281,7 @@ fn print_event(task: ananta_core::TaskId, kind: &EventKind) {
             println!(
                 "fed back ({}): {}",
                 feedback.kind.as_str(),
-                feedback.message
+                shorten(&feedback.message, 200)
             );
         }
         EventKind::TaskVerified { verification, .. } => {

@@ -22,6 +22,7 @@ use ananta_core::llm::{ChatMessage, ChatRequest};
 use ananta_core::{Error, Executor, LlmProvider};
 
 pub mod exec_cli;
+pub mod suite;
 
 /// Whether `git status --porcelain` reports nothing (exit code 0 and empty output).
 pub async fn is_clean_worktree(exec: &dyn Executor) -> Result<bool, Error> {

@@ -501,3 +501,31 @@ async fn progress_events_arrive_while_the_run_works() {
     let report = run.await.unwrap().unwrap();
     assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
 }
+
+#[tokio::test]
+async fn the_same_denied_command_again_and_again_is_stuck() {
+    let s = setup(
+        ScriptedProvider::new([
+            r#"{"analysis": "fetch", "next": {"command": "curl -s http://example.invalid/"}}"#,
+        ])
+        .repeat_last(),
+    )
+    .await;
+    let task = s.task(NewTask::new("Fetch").check("false")).await;
+    let report = s.hub.run(task, &StepLimits::steps(10)).await.unwrap();
+    assert!(
+        matches!(report.stop, StopReason::Stuck { .. }),
+        "{report:?}"
+    );
+    assert_eq!((report.steps, report.fed_back), (0, 2));
+    let kinds: Vec<FeedbackKind> = s
+        .hub
+        .get_task(task)
+        .await
+        .unwrap()
+        .feedback
+        .iter()
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(kinds, [FeedbackKind::Denied, FeedbackKind::Repeated]);
+}

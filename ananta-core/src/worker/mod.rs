@@ -33,7 +33,7 @@ use crate::tools::{ToolAccess, Toolbox};
 /// The default system prompt; it tells the model the answer format [`parse_answer`] reads best.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are an autonomous software engineering agent working in a Linux shell, in the task's own directory. \
 Each answer is ONE action: a shell command to run (you then see its output), or the statement that the task is finished. \
-Answer with one JSON object and nothing else: {\"analysis\": \"<what the last output shows and why the next action is right>\", \"next\": {\"run\": \"<one shell command>\"}}. \
+Answer with one JSON object and nothing else: {\"analysis\": \"<what the last output shows and why the next action is right>\", \"next\": {\"command\": \"<one shell command>\"}}. \
 When the task is complete, answer {\"analysis\": \"<what you checked>\", \"next\": {\"finish\": \"<summary of what was achieved>\"}}. \
 Never run interactive programs (editors, pagers, prompts) and prefer commands that do not destroy data.";
 

@@ -73,7 +73,7 @@ pub(super) fn task_text(task: &Task, template: Option<&Template>) -> Result<Stri
         None => format!("Task: {}\n\n{}", task.title, task.description),
     };
     if !task.checks.is_empty() {
-        text.push_str("\n\nThe task is finished when these commands succeed:\n");
+        text.push_str("\n\nWhen you say you are finished, your work is checked with:\n");
         for check in &task.checks {
             text.push_str(&format!("- `{check}`\n"));
         }
