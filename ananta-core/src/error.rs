@@ -405,6 +405,9 @@ impl AgentError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TemplateError {
+    /// The template's acceptance checks break a rule (blank, too many, too long).
+    #[error("template checks: {0}")]
+    InvalidChecks(String),
     /// `{{` without `}}`, or a placeholder that is not an identifier.
     #[error("template syntax error at byte {position}: {message}")]
     Syntax {

@@ -17,8 +17,13 @@
 //!   parallel with context passing, retries, timeouts, cancellation and budgets;
 //!   [`Hub::orchestrate`] ties them together as durable runs on the board that a restarted
 //!   Hub resumes ([`orchestrate`]);
-//! - the **[`Worker`]**: asks its LLM for the next shell command of a task ([`parse::parse_answer`]
-//!   reads the answer), runs it through its executor, and can run a task autonomously;
+//! - the **[`Worker`]**: asks its LLM for the next action of a task — a shell command read from
+//!   text ([`parse::parse_answer`]) or a native tool call ([`tools`]) — runs it through its
+//!   executor in the task's own workspace ([`worker::Workspaces`]), reports live progress, and
+//!   can run a task autonomously;
+//! - the **step loop** ([`Hub::run`], [`Worker::run`]): "done" only when the task's acceptance
+//!   checks pass ([`verify`]), answers that cannot run fed back to the model ([`feedback`]),
+//!   approvals inside the run, a report even on error ([`steps::RunError`]);
 //! - with feature **`testing`**: `mockall` mocks of every trait in `mocks`, for your own tests;
 //! - with feature **`http`**: the original Ananta's HTTP API in `http` — axum routers for the Hub and
 //!   the Worker, authentication, the `RemoteAgent` client, registration and heartbeats,
@@ -31,7 +36,7 @@
 //! let hub = Hub::builder().store(Arc::new(MemoryStore::new())).build()?;
 //! let worker = Worker::builder(AgentId::new("w1")?).llm(llm).executor(executor).build()?;
 //! hub.register_worker(&worker).await?;
-//! let task = hub.create_task(NewTask::new("List the files")).await?;
+//! let task = hub.create_task(NewTask::new("Write notes/a.txt").check("test -f notes/a.txt")).await?;
 //! hub.assign(task.id, worker.name()).await?;
 //! hub.run(task.id, &StepLimits::steps(5)).await?;
 //! ```

@@ -57,6 +57,10 @@ pub struct Template {
     /// Default values for variables the task does not provide.
     #[serde(default)]
     pub defaults: BTreeMap<String, String>,
+    /// Acceptance checks every task of this template must also pass (see
+    /// [`Task::checks`](crate::Task::checks)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -82,6 +86,9 @@ pub struct NewTemplate {
     /// Default variable values.
     #[serde(default)]
     pub defaults: BTreeMap<String, String>,
+    /// Acceptance checks every task of the template must pass.
+    #[serde(default)]
+    pub checks: Vec<String>,
 }
 
 impl NewTemplate {
@@ -94,9 +101,17 @@ impl NewTemplate {
         }
     }
 
-    /// Checks the name, the syntax, and that every placeholder is a task variable or has a default.
+    /// Adds an acceptance check every task of the template must pass.
+    pub fn check(mut self, command: impl Into<String>) -> Self {
+        self.checks.push(command.into());
+        self
+    }
+
+    /// Checks the name, the syntax, that every placeholder is a task variable or has a
+    /// default, and the acceptance checks.
     pub fn validate(&self) -> Result<(), TemplateError> {
-        validate_fields(&self.name, &self.prompt_template, &self.defaults)
+        validate_fields(&self.name, &self.prompt_template, &self.defaults)?;
+        validate_template_checks(&self.checks)
     }
 
     /// Builds the template after validation.
@@ -111,6 +126,7 @@ impl NewTemplate {
             provider: self.provider,
             model: self.model,
             defaults: self.defaults,
+            checks: self.checks,
             created_at: now,
             updated_at: now,
         })
@@ -138,6 +154,9 @@ pub struct TemplateUpdate {
     /// New defaults (replace the old ones).
     #[serde(default)]
     pub defaults: Option<BTreeMap<String, String>>,
+    /// New acceptance checks (replace the old ones).
+    #[serde(default)]
+    pub checks: Option<Vec<String>>,
 }
 
 impl TemplateUpdate {
@@ -162,11 +181,19 @@ impl TemplateUpdate {
         if let Some(v) = &self.defaults {
             next.defaults = v.clone();
         }
+        if let Some(v) = &self.checks {
+            next.checks = v.clone();
+        }
         validate_fields(&next.name, &next.prompt_template, &next.defaults)?;
+        validate_template_checks(&next.checks)?;
         next.updated_at = Utc::now();
         *template = next;
         Ok(())
     }
+}
+
+fn validate_template_checks(checks: &[String]) -> Result<(), TemplateError> {
+    crate::verify::validate_checks(checks).map_err(|e| TemplateError::InvalidChecks(e.message))
 }
 
 fn validate_fields(

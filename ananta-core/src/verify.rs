@@ -48,6 +48,17 @@ pub fn validate_checks(checks: &[String]) -> Result<(), InvalidInput> {
     Ok(())
 }
 
+/// The checks `task` must pass: its own, then its template's (without repeats).
+pub fn checks_of(task: &crate::Task, template: Option<&crate::Template>) -> Vec<String> {
+    let mut checks = task.checks.clone();
+    for check in template.map(|t| t.checks.as_slice()).unwrap_or_default() {
+        if !checks.contains(check) {
+            checks.push(check.clone());
+        }
+    }
+    checks
+}
+
 /// What one acceptance check did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckResult {

@@ -529,3 +529,30 @@ async fn the_same_denied_command_again_and_again_is_stuck() {
         .collect();
     assert_eq!(kinds, [FeedbackKind::Denied, FeedbackKind::Repeated]);
 }
+
+#[tokio::test]
+async fn a_templates_checks_apply_to_its_tasks() {
+    use ananta_core::NewTemplate;
+    let s = setup(ScriptedProvider::new([FINISHED, WRITE_NOTE, FINISHED])).await;
+    let template = s
+        .hub
+        .create_template(NewTemplate::new("notes", "{{title}}").check(NOTE_CHECK))
+        .await
+        .unwrap();
+    let task = s
+        .task(NewTask::new("Write a note").template(template.id))
+        .await;
+    let report = s.hub.run(task, &StepLimits::steps(6)).await.unwrap();
+    assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
+    assert_eq!((report.steps, report.fed_back), (1, 1));
+    let evidence = s.hub.get_task(task).await.unwrap().verification.unwrap();
+    assert_eq!(evidence.checks[0].command, NOTE_CHECK);
+    // The model was told how its work is checked.
+    assert!(s.llm.requests()[0].messages[1].content.contains(NOTE_CHECK));
+
+    let blank = s
+        .hub
+        .create_template(NewTemplate::new("blank", "{{title}}").check("  "))
+        .await;
+    assert!(blank.is_err(), "{blank:?}");
+}

@@ -124,11 +124,16 @@ impl Hub {
     /// Runs the task's acceptance checks through its agent and stores the evidence.
     async fn verify_task(&self, task_id: TaskId, summary: &str) -> Result<Verification, Error> {
         let task = self.inner.store.get_task(task_id).await?;
-        let mut results = Vec::with_capacity(task.checks.len());
-        if !task.checks.is_empty() {
+        let template = match task.template_id {
+            Some(id) => Some(self.inner.store.get_template(id).await?),
+            None => None,
+        };
+        let checks = crate::verify::checks_of(&task, template.as_ref());
+        let mut results = Vec::with_capacity(checks.len());
+        if !checks.is_empty() {
             let (agent, client) = self.assigned(&task).await?;
             let task = self.reread_if_reassigned(task, &agent).await?;
-            for check in &task.checks {
+            for check in &checks {
                 let request = ExecuteRequest {
                     task: task.clone(),
                     command: Some(check.clone()),

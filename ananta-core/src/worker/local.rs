@@ -48,12 +48,19 @@ impl Worker {
         Ok(report)
     }
 
-    /// Runs `task`'s acceptance checks in its workspace, each through the gate (as approved:
-    /// a `Deny` still refuses it) and the executor, and returns the evidence; `summary` is the
-    /// model's. A task without checks gets an unverified result (`passed: false`, no checks).
-    pub async fn verify(&self, task: &Task, summary: &str) -> Verification {
-        let mut results = Vec::with_capacity(task.checks.len());
-        for check in &task.checks {
+    /// Runs `task`'s acceptance checks (its own and its template's) in its workspace, each
+    /// through the gate (as approved: a `Deny` still refuses it) and the executor, and returns
+    /// the evidence; `summary` is the model's. A task without checks gets an unverified result
+    /// (`passed: false`, no checks).
+    pub async fn verify(
+        &self,
+        task: &Task,
+        template: Option<&Template>,
+        summary: &str,
+    ) -> Verification {
+        let checks = crate::verify::checks_of(task, template);
+        let mut results = Vec::with_capacity(checks.len());
+        for check in &checks {
             results.push(self.run_check(task, check).await);
         }
         Verification::new(summary, results)
@@ -148,7 +155,7 @@ impl StepDriver for LocalDriver<'_> {
     }
 
     async fn verify(&mut self, summary: &str) -> Result<Verification, Error> {
-        let verification = self.worker.verify(self.task, summary).await;
+        let verification = self.worker.verify(self.task, self.template, summary).await;
         self.task.verification = Some(verification.clone());
         self.task.updated_at = Utc::now();
         Ok(verification)

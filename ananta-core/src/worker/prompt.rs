@@ -72,9 +72,10 @@ pub(super) fn task_text(task: &Task, template: Option<&Template>) -> Result<Stri
         None if task.description.trim().is_empty() => format!("Task: {}", task.title),
         None => format!("Task: {}\n\n{}", task.title, task.description),
     };
-    if !task.checks.is_empty() {
+    let checks = crate::verify::checks_of(task, template);
+    if !checks.is_empty() {
         text.push_str("\n\nWhen you say you are finished, your work is checked with:\n");
-        for check in &task.checks {
+        for check in &checks {
             text.push_str(&format!("- `{check}`\n"));
         }
     }
