@@ -83,6 +83,7 @@ pub mod redact;
 #[cfg(target_os = "linux")]
 pub mod sandbox;
 mod shell;
+mod workspace;
 
 pub use ananta_core::exec::CommandGate;
 pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};

@@ -257,43 +257,6 @@ impl ShellExecutor {
             .transpose()
     }
 
-    /// The request's workspace, canonical, when it names one: it must be a directory inside
-    /// this executor's working directory (or the sandbox's workspace), so a request can narrow
-    /// where a command writes but never widen it.
-    fn request_workspace(&self, request: &ExecRequest) -> Result<Option<PathBuf>, ExecError> {
-        let Some(dir) = &request.workspace else {
-            return Ok(None);
-        };
-        let invalid = |msg: String| ExecError::InvalidRequest(msg);
-        let dir = if dir.is_absolute() {
-            dir.clone()
-        } else {
-            self.config.workdir.join(dir)
-        };
-        let dir = dir
-            .canonicalize()
-            .map_err(|e| invalid(format!("workspace {} is not usable: {e}", dir.display())))?;
-        if !dir.is_dir() {
-            return Err(invalid(format!(
-                "workspace {} is not a directory",
-                dir.display()
-            )));
-        }
-        let outer = match &self.config.sandbox {
-            Some(sandbox) => sandbox.workspace.clone(),
-            None => self.config.workdir.clone(),
-        };
-        let outer = outer.canonicalize().unwrap_or(outer);
-        if !dir.starts_with(&outer) {
-            return Err(invalid(format!(
-                "workspace {} is outside the executor's {}",
-                dir.display(),
-                outer.display()
-            )));
-        }
-        Ok(Some(dir))
-    }
-
     /// Checks the request and resolves working directory, environment and timeout. With a
     /// sandbox, `HOME` and `TMPDIR` name its private temporary directory `sandbox_temp` unless
     /// the request sets them.
@@ -402,7 +365,12 @@ impl ShellExecutor {
         request: ExecRequest,
         sink: Option<OutputSink>,
     ) -> Result<ExecOutcome, ExecError> {
-        let workspace = self.request_workspace(&request)?;
+        let outer = match &self.config.sandbox {
+            Some(sandbox) => sandbox.workspace.clone(),
+            None => self.config.workdir.clone(),
+        };
+        let workspace =
+            crate::workspace::request_workspace(&self.config.workdir, &outer, &request)?;
         let mut sandbox = match (&self.config.sandbox, &workspace) {
             (Some(config), Some(dir)) => {
                 let mut narrowed = config.clone();
@@ -411,7 +379,7 @@ impl ShellExecutor {
                     .workspace
                     .canonicalize()
                     .unwrap_or_else(|_| config.workspace.clone());
-                let git = worktree_git_dirs(dir, &outer);
+                let git = crate::workspace::worktree_git_dirs(dir, &outer);
                 narrowed.read_roots.extend(git.read);
                 narrowed.write_roots.extend(git.write);
                 Some(RunSandbox::prepare(&narrowed)?)
@@ -642,43 +610,4 @@ fn set_parent_death_signal(cmd: &mut Command) {
     unsafe {
         cmd.pre_exec(hook);
     }
-}
-
-/// The git directories a command in a git worktree needs beyond the worktree itself.
-#[derive(Default)]
-struct WorktreeGit {
-    /// The repository's git directory (config, hooks, `HEAD`), read only.
-    read: Vec<PathBuf>,
-    /// The worktree's own admin directory and the shared objects, refs and logs (`git add`,
-    /// `git commit`).
-    write: Vec<PathBuf>,
-}
-
-/// The git directories of the worktree at `workspace`, if it is one. Only directories inside
-/// `outer` (the executor's workspace) count, so a `.git` file the command wrote itself cannot
-/// widen what it may read or write.
-fn worktree_git_dirs(workspace: &std::path::Path, outer: &std::path::Path) -> WorktreeGit {
-    let mut dirs = WorktreeGit::default();
-    let Ok(text) = std::fs::read_to_string(workspace.join(".git")) else {
-        return dirs;
-    };
-    let Some(admin) = text.trim().strip_prefix("gitdir:").map(str::trim) else {
-        return dirs;
-    };
-    let Ok(admin) = workspace.join(admin).canonicalize() else {
-        return dirs;
-    };
-    let common = std::fs::read_to_string(admin.join("commondir"))
-        .ok()
-        .map(|c| admin.join(c.trim()))
-        .and_then(|c| c.canonicalize().ok());
-    let inside = |d: &PathBuf| d.starts_with(outer) && d.is_dir();
-    if let Some(common) = common.filter(inside) {
-        dirs.write
-            .extend(["objects", "refs", "logs"].map(|d| common.join(d)));
-        dirs.read.push(common);
-    }
-    dirs.write.push(admin);
-    dirs.write.retain(inside);
-    dirs
 }
