@@ -24,7 +24,9 @@ use crate::verify::Verification;
 pub struct StepLimits {
     /// Most turns in this run: executed steps plus answers fed back to the model.
     pub max_steps: u32,
-    /// Most tokens (prompt + completion, as reported by the provider) in this run.
+    /// Most tokens (prompt + completion, as reported by the provider) in this run. Answers
+    /// that could not be read are not counted (their usage does not come back with the parse
+    /// error); `max_steps` bounds them.
     pub max_tokens: Option<u64>,
     /// Cancels the run; a running command's process group is killed.
     pub cancel: CancellationToken,
