@@ -378,8 +378,8 @@ async fn turns<D: StepDriver>(
             }
             repeats.warned = true;
             let message = format!(
-                "You just ran `{}` and saw its result; running it again changes nothing. \
-                 Do something different, or say you are finished.",
+                "You proposed `{}` just before and saw what came of it; the same again \
+                 changes nothing. Do something different, or say you are finished.",
                 proposal.command
             );
             driver

@@ -241,7 +241,7 @@ async fn answers_that_cannot_run_are_fed_back_until_the_right_action() {
         .position(|m| m.content.contains("was denied by the policy"));
     let repeat = last
         .iter()
-        .position(|m| m.content.contains("running it again changes nothing"));
+        .position(|m| m.content.contains("the same again changes nothing"));
     assert!(denial.is_some() && repeat.is_some() && denial < repeat);
 }
 
