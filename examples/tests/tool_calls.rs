@@ -280,3 +280,31 @@ fn tools_in_one_shared_folder_need_a_root() {
         .unwrap_err();
     assert!(e.to_string().contains("tool_root"), "{e}");
 }
+
+#[tokio::test]
+async fn a_model_that_never_calls_tools_is_asked_in_text_after_three_answers() {
+    let s = setup(
+        vec![
+            ScriptedReply::from("I would make a file."),
+            ScriptedReply::from("Maybe a file called hi.txt."),
+            ScriptedReply::from("Files are useful."),
+            ScriptedReply::from(r#"{"analysis": "now", "next": {"command": "echo hi > hi.txt"}}"#),
+            ScriptedReply::from(r#"{"analysis": "done", "next": {"finish": "wrote hi"}}"#),
+        ],
+        ToolAccess::ReadWrite,
+    )
+    .await;
+    let task = s.task(NewTask::new("Say hi").check("test -f hi.txt")).await;
+    let report = s.hub.run(task, &StepLimits::steps(8)).await.unwrap();
+    assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");
+    let requests = s.llm.requests();
+    let offered: Vec<usize> = requests.iter().map(|r| r.tools.len()).collect();
+    assert_eq!(offered, [7, 7, 7, 0, 0], "tools offered per request");
+    assert!(
+        requests[3].messages[0]
+            .content
+            .contains(r#""next": {"command""#),
+        "the text protocol's system prompt: {}",
+        requests[3].messages[0].content
+    );
+}

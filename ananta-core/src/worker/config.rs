@@ -24,7 +24,9 @@ pub enum Protocol {
     /// Native tool calls: the request offers `run_command`, `finish` and the worker's
     /// [`Toolbox`](crate::tools::Toolbox) with their JSON schemas, and the model calls one.
     /// For servers with function calling (OpenAI-compatible ones, llama.cpp's `llama-server
-    /// --jinja`, Ollama). An answer in text is still read as in [`Protocol::Text`].
+    /// --jinja`, Ollama). An answer in text is still read as in [`Protocol::Text`], and a
+    /// model that answers three times in a row in text without ever calling a tool is asked in
+    /// the text protocol from then on (logged as a warning).
     Tools,
 }
 

@@ -228,6 +228,7 @@ impl WorkerBuilder {
                     next_seq: 1,
                 }),
                 listeners: Arc::new(self.listeners),
+                tools: tool_calls::ToolSupport::default(),
             }),
         })
     }
@@ -246,6 +247,8 @@ struct WorkerInner {
     gate: Option<Arc<dyn CommandGate>>,
     log: Mutex<LogRing>,
     listeners: Arc<progress::Listeners>,
+    /// Whether the model is known to answer [`Protocol::Tools`] with tool calls.
+    tools: tool_calls::ToolSupport,
 }
 
 /// An agent that proposes shell commands with an LLM and runs them with an executor.
@@ -362,7 +365,8 @@ impl Worker {
             .or_else(|| config.model.clone());
         request.temperature = config.temperature;
         request.max_tokens = config.max_tokens;
-        if config.protocol == Protocol::Tools {
+        let tools = self.protocol_in_use(&config) == Protocol::Tools;
+        if tools {
             request.tools = inner.settings.toolbox.specs();
         } else if config.structured_output {
             request = request.json_schema_for::<AnswerFormat>();
@@ -390,6 +394,9 @@ impl Worker {
         };
         // One action per turn: the first tool call, or else the text.
         let call = response.tool_calls.first().cloned();
+        if tools {
+            inner.tools.answered(call.is_some(), &inner.settings.name);
+        }
         let raw = match &call {
             Some(c) => tool_calls::raw_call(c),
             None => response.content.clone(),

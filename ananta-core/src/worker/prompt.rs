@@ -99,7 +99,8 @@ impl Worker {
         template: Option<&Template>,
     ) -> Result<Vec<ChatMessage>, AgentError> {
         let config = self.config();
-        let mut system = match (&self.inner.settings.system_prompt, config.protocol) {
+        let protocol = self.protocol_in_use(&config);
+        let mut system = match (&self.inner.settings.system_prompt, protocol) {
             (Some(custom), _) => custom.clone(),
             (None, Protocol::Text) => super::DEFAULT_SYSTEM_PROMPT.to_string(),
             (None, Protocol::Tools) => super::DEFAULT_TOOLS_SYSTEM_PROMPT.to_string(),
@@ -114,7 +115,7 @@ impl Worker {
         ];
 
         // Every turn in order: feedback given after step n follows step n.
-        let tools = config.protocol == Protocol::Tools;
+        let tools = protocol == Protocol::Tools;
         let mut turns = Vec::with_capacity(task.steps.len() + task.feedback.len());
         let mut feedback = task.feedback.iter().peekable();
         for (seen, step) in task.steps.iter().enumerate() {

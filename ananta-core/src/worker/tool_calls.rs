@@ -1,6 +1,7 @@
 //! The Worker's side of native tool calls: reading the model's call, running a file tool in the
 //! task's workspace, and showing calls and results in the history.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::Worker;
@@ -11,6 +12,46 @@ use crate::task::{StepRecord, Task};
 use crate::tools::{
     FINISH, FinishArgs, RUN_COMMAND, RunCommandArgs, ToolAccess, ToolContext, ToolError, arguments,
 };
+
+/// Text answers in a row, under [`Protocol::Tools`], after which a model that has never called
+/// a tool is asked in the text protocol instead.
+pub const TEXT_ANSWERS_BEFORE_FALLBACK: u32 = 3;
+
+/// What the Worker has learned about its model and tool calls.
+#[derive(Debug, Default)]
+pub(super) struct ToolSupport {
+    /// It called a tool at least once.
+    seen: AtomicBool,
+    /// Answers in a row without a tool call.
+    text_in_a_row: AtomicU32,
+    /// It does not call tools: the text protocol is used.
+    fallen_back: AtomicBool,
+}
+
+impl ToolSupport {
+    /// Records an answer under the tool protocol.
+    pub(super) fn answered(&self, with_call: bool, worker: &crate::AgentId) {
+        if with_call {
+            self.seen.store(true, Ordering::Relaxed);
+            self.text_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        }
+        let in_a_row = self.text_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_a_row >= TEXT_ANSWERS_BEFORE_FALLBACK
+            && !self.seen.load(Ordering::Relaxed)
+            && !self.fallen_back.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                %worker,
+                "the model answered {in_a_row} times in text and never called a tool: using the text protocol"
+            );
+        }
+    }
+
+    fn fallen_back(&self) -> bool {
+        self.fallen_back.load(Ordering::Relaxed)
+    }
+}
 
 /// What a tool call asks for.
 pub(super) enum ToolAnswer {
@@ -26,6 +67,16 @@ pub(super) fn raw_call(call: &ToolCall) -> String {
 }
 
 impl Worker {
+    /// The protocol the next request uses: the configured one, except that a worker whose
+    /// model never calls tools falls back to the text protocol after
+    /// [`TEXT_ANSWERS_BEFORE_FALLBACK`] text answers.
+    pub(super) fn protocol_in_use(&self, config: &super::WorkerConfig) -> super::Protocol {
+        match config.protocol {
+            super::Protocol::Tools if self.inner.tools.fallen_back() => super::Protocol::Text,
+            p => p,
+        }
+    }
+
     /// Reads the model's call: a known tool with arguments that fit it, or a typed error the
     /// model is told about.
     pub(super) fn read_tool_call(&self, call: &ToolCall) -> Result<ToolAnswer, ProposalError> {
