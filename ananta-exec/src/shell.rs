@@ -366,19 +366,16 @@ impl ShellExecutor {
         sink: Option<OutputSink>,
     ) -> Result<ExecOutcome, ExecError> {
         let outer = match &self.config.sandbox {
-            Some(sandbox) => sandbox.workspace.clone(),
-            None => self.config.workdir.clone(),
+            Some(sandbox) => &sandbox.workspace,
+            None => &self.config.workdir,
         };
+        let outer = outer.canonicalize().unwrap_or_else(|_| outer.clone());
         let workspace =
             crate::workspace::request_workspace(&self.config.workdir, &outer, &request)?;
         let mut sandbox = match (&self.config.sandbox, &workspace) {
             (Some(config), Some(dir)) => {
                 let mut narrowed = config.clone();
                 narrowed.workspace = dir.clone();
-                let outer = config
-                    .workspace
-                    .canonicalize()
-                    .unwrap_or_else(|_| config.workspace.clone());
                 let git = crate::workspace::worktree_git_dirs(dir, &outer);
                 narrowed.read_roots.extend(git.read);
                 narrowed.write_roots.extend(git.write);

@@ -7,8 +7,8 @@ use ananta_core::ExecError;
 use ananta_core::exec::ExecRequest;
 
 /// The request's workspace, canonical, when it names one: it must be a directory inside
-/// this executor's working directory (or the sandbox's workspace), so a request can narrow
-/// where a command writes but never widen it.
+/// `outer` (canonical: the executor's working directory, or the sandbox's workspace), so a
+/// request can narrow where a command writes but never widen it.
 pub(crate) fn request_workspace(
     workdir: &Path,
     outer: &Path,
@@ -32,8 +32,7 @@ pub(crate) fn request_workspace(
             dir.display()
         )));
     }
-    let outer = outer.canonicalize().unwrap_or_else(|_| outer.to_path_buf());
-    if !dir.starts_with(&outer) {
+    if !dir.starts_with(outer) {
         return Err(invalid(format!(
             "workspace {} is outside the executor's {}",
             dir.display(),

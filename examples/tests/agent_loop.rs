@@ -61,6 +61,16 @@ async fn setup(llm: ScriptedProvider) -> Setup {
 }
 
 impl Setup {
+    /// Waits until the run holds the task's command for a human.
+    async fn wait_until_held(&self, task: TaskId) {
+        let mut waited = 0;
+        while self.hub.get_task(task).await.unwrap().status != TaskStatus::Blocked {
+            waited += 1;
+            assert!(waited < 600, "the run never asked for approval");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn task(&self, new: NewTask) -> TaskId {
         let task = self.hub.create_task(new).await.unwrap();
         self.hub
@@ -303,13 +313,7 @@ async fn approval_inside_the_run_continues_with_the_same_budget() {
         let hub = s.hub.clone();
         async move { hub.run(task, &StepLimits::steps(5)).await }
     });
-    // Wait until the run holds the command for a human.
-    let mut waited = 0;
-    while s.hub.get_task(task).await.unwrap().status != TaskStatus::Blocked {
-        waited += 1;
-        assert!(waited < 600, "the run never asked for approval");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_until_held(task).await;
     assert!(s.dir.path().join("junk.txt").exists());
     s.hub.approve(task, None).await.unwrap();
     let report = run.await.unwrap().unwrap();
@@ -333,12 +337,7 @@ async fn a_rejection_inside_the_run_is_fed_back() {
         let hub = s.hub.clone();
         async move { hub.run(task, &StepLimits::steps(5)).await }
     });
-    let mut waited = 0;
-    while s.hub.get_task(task).await.unwrap().status != TaskStatus::Blocked {
-        waited += 1;
-        assert!(waited < 600, "the run never asked for approval");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.wait_until_held(task).await;
     s.hub.reject(task, "keep the junk").await.unwrap();
     let report = run.await.unwrap().unwrap();
     assert!(matches!(report.stop, StopReason::Done { .. }), "{report:?}");

@@ -3,18 +3,19 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
 use super::Hub;
 use crate::agent::ExecuteRequest;
-use crate::error::{Error, StoreError};
+use crate::error::Error;
 use crate::event::EventKind;
 use crate::feedback::{Feedback, FeedbackKind, push_bounded};
 use crate::ids::TaskId;
 use crate::log::{Direction, LogEntry};
 use crate::steps::{Approval, RunError, StepDriver, StepLimits, StepReport, StopReason, drive};
-use crate::task::{Proposal, Proposed, StepRecord, Task, TaskStatus, TaskUpdate};
+use crate::task::{Proposal, Proposed, StepRecord, TaskStatus, TaskUpdate};
 use crate::verify::{CheckResult, Verification};
 
 /// How often a wait for a human re-reads the task when no event arrives (another Hub on the
@@ -43,7 +44,7 @@ impl Hub {
         let mut driver = HubDriver {
             hub: self,
             task_id,
-            steps_before: 0,
+            held: None,
         };
         let report = drive(&mut driver, limits).await?;
         match self.finish_run(task_id, &report).await {
@@ -97,28 +98,6 @@ impl Hub {
         )
         .await;
         Ok(())
-    }
-
-    /// Applies the update `change` makes of the task as stored now, retrying a few times when
-    /// another writer got there first. `None` from `change` leaves the task as it is.
-    pub(crate) async fn modify(
-        &self,
-        task_id: TaskId,
-        change: impl Fn(&Task) -> Option<TaskUpdate>,
-    ) -> Result<Task, Error> {
-        let mut attempts = 0;
-        loop {
-            let current = self.inner.store.get_task(task_id).await?;
-            let Some(update) = change(&current) else {
-                return Ok(current);
-            };
-            match self.apply(&current, update).await {
-                Err(Error::Store(StoreError::VersionConflict { .. })) if attempts < 5 => {
-                    attempts += 1;
-                }
-                other => return other,
-            }
-        }
     }
 
     /// Runs the task's acceptance checks through its agent and stores the evidence.
@@ -211,18 +190,24 @@ impl Hub {
         Ok(())
     }
 
-    /// Waits up to `wait` for a human's decision on the command the task is held on.
+    /// Waits up to `wait` for a human's decision on the held proposal (known by when it was
+    /// proposed: an approved step keeps its proposal, also when the command was edited).
     async fn await_decision(
         &self,
         task_id: TaskId,
-        steps_before: usize,
+        held: Option<DateTime<Utc>>,
         wait: Duration,
     ) -> Result<Approval, Error> {
         let mut events = self.subscribe();
         let deadline = Instant::now() + wait;
         loop {
             let task = self.inner.store.get_task(task_id).await?;
-            if task.steps.len() > steps_before {
+            let executed = task.steps.iter().rev().any(|step| {
+                step.proposal
+                    .as_ref()
+                    .is_some_and(|p| Some(p.proposed_at) == held)
+            });
+            if executed {
                 return Ok(Approval::Executed);
             }
             if task.status.is_terminal() || task.status == TaskStatus::Review {
@@ -251,8 +236,8 @@ impl Hub {
 struct HubDriver<'a> {
     hub: &'a Hub,
     task_id: TaskId,
-    /// Steps the task had before the last execute, to recognise an approved step.
-    steps_before: usize,
+    /// When the proposal last sent to execution was made, to recognise it once approved.
+    held: Option<DateTime<Utc>>,
 }
 
 impl StepDriver for HubDriver<'_> {
@@ -260,16 +245,9 @@ impl StepDriver for HubDriver<'_> {
         self.hub.propose(self.task_id).await
     }
 
-    async fn execute(&mut self, _proposal: Proposal) -> Result<StepRecord, Error> {
+    async fn execute(&mut self, proposal: Proposal) -> Result<StepRecord, Error> {
         // The proposal is already stored on the task by `propose`.
-        self.steps_before = self
-            .hub
-            .inner
-            .store
-            .get_task(self.task_id)
-            .await?
-            .steps
-            .len();
+        self.held = Some(proposal.proposed_at);
         self.hub.execute(self.task_id, None).await
     }
 
@@ -289,8 +267,6 @@ impl StepDriver for HubDriver<'_> {
     }
 
     async fn await_approval(&mut self, wait: Duration) -> Result<Approval, Error> {
-        self.hub
-            .await_decision(self.task_id, self.steps_before, wait)
-            .await
+        self.hub.await_decision(self.task_id, self.held, wait).await
     }
 }

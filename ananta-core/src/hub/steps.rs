@@ -185,9 +185,7 @@ impl Hub {
         task_id: TaskId,
         proposal: Option<Proposal>,
     ) -> Result<Task, Error> {
-        let mut attempts = 0;
-        loop {
-            let current = self.inner.store.get_task(task_id).await?;
+        self.update_fresh(task_id, |current| {
             let mut update = TaskUpdate::default();
             if current.status == TaskStatus::Proposing {
                 update.status = Some(TaskStatus::InProgress);
@@ -197,9 +195,27 @@ impl Hub {
             {
                 update.proposal = Some(proposal.clone());
             }
-            if update == TaskUpdate::default() {
-                return Ok(current);
-            }
+            (update != TaskUpdate::default()).then_some(update)
+        })
+        .await
+        .map(|(task, _)| task)
+    }
+
+    /// Applies the update `change` makes of the task as stored now, fenced by that version and
+    /// retried a few times when another writer got there first; `None` from `change` leaves
+    /// the task as it is. Returns the task and whether it changed; publishes nothing (see
+    /// [`Hub::modify`]).
+    async fn update_fresh(
+        &self,
+        task_id: TaskId,
+        change: impl Fn(&Task) -> Option<TaskUpdate>,
+    ) -> Result<(Task, bool), Error> {
+        let mut attempts = 0;
+        loop {
+            let current = self.inner.store.get_task(task_id).await?;
+            let Some(update) = change(&current) else {
+                return Ok((current, false));
+            };
             match self
                 .inner
                 .store
@@ -207,11 +223,26 @@ impl Hub {
                 .await
             {
                 Err(crate::error::StoreError::VersionConflict { .. }) if attempts < 5 => {
-                    attempts += 1
+                    attempts += 1;
                 }
-                other => return Ok(other?),
+                other => return Ok((other?, true)),
             }
         }
+    }
+
+    /// [`Hub::update_fresh`], then the changed task is published.
+    pub(crate) async fn modify(
+        &self,
+        task_id: TaskId,
+        change: impl Fn(&Task) -> Option<TaskUpdate>,
+    ) -> Result<Task, Error> {
+        let (task, changed) = self.update_fresh(task_id, change).await?;
+        if changed {
+            self.publish(EventKind::TaskUpdated {
+                task: Box::new(task.clone()),
+            });
+        }
+        Ok(task)
     }
 
     /// Lets the assigned agent execute `command`, or the task's pending proposal when `None`.

@@ -34,7 +34,7 @@ mod paths;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
@@ -186,16 +186,17 @@ pub trait Tool: Send + Sync {
     async fn call(&self, ctx: &ToolContext, arguments: &str) -> Result<String, ToolError>;
 }
 
-/// The tools a Worker offers, besides the built-in `run_command` and `finish`.
+/// The tools a Worker offers, besides the built-in `run_command` and `finish`. Each tool's
+/// spec (name and schema) is taken once, when it is added.
 #[derive(Clone, Default)]
 pub struct Toolbox {
-    tools: Vec<Arc<dyn Tool>>,
+    tools: Vec<(ToolSpec, Arc<dyn Tool>)>,
 }
 
 impl std::fmt::Debug for Toolbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.tools.iter().map(|t| t.spec().name))
+            .entries(self.tools.iter().map(|(spec, _)| &spec.name))
             .finish()
     }
 }
@@ -218,9 +219,9 @@ impl Toolbox {
 
     /// Adds `tool`, replacing one of the same name.
     pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
-        let name = tool.spec().name;
-        self.tools.retain(|t| t.spec().name != name);
-        self.tools.push(tool);
+        let spec = tool.spec();
+        self.tools.retain(|(s, _)| s.name != spec.name);
+        self.tools.push((spec, tool));
         self
     }
 
@@ -231,22 +232,28 @@ impl Toolbox {
 
     /// The tool named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
-        self.tools.iter().find(|t| t.spec().name == name).cloned()
+        self.tools
+            .iter()
+            .find(|(spec, _)| spec.name == name)
+            .map(|(_, tool)| tool.clone())
     }
 
     /// Every tool's spec, the built-in `run_command` and `finish` first.
     pub fn specs(&self) -> Vec<ToolSpec> {
-        let mut specs = vec![
-            ToolSpec::for_type::<RunCommandArgs>(
-                RUN_COMMAND,
-                "Run one shell command in the task's directory and see its output.",
-            ),
-            ToolSpec::for_type::<FinishArgs>(
-                FINISH,
-                "Say the task is finished, with a short summary; its checks then run.",
-            ),
-        ];
-        specs.extend(self.tools.iter().map(|t| t.spec()));
+        static BUILT_IN: LazyLock<[ToolSpec; 2]> = LazyLock::new(|| {
+            [
+                ToolSpec::for_type::<RunCommandArgs>(
+                    RUN_COMMAND,
+                    "Run one shell command in the task's directory and see its output.",
+                ),
+                ToolSpec::for_type::<FinishArgs>(
+                    FINISH,
+                    "Say the task is finished, with a short summary; its checks then run.",
+                ),
+            ]
+        });
+        let mut specs = BUILT_IN.to_vec();
+        specs.extend(self.tools.iter().map(|(spec, _)| spec.clone()));
         specs
     }
 }

@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::Worker;
 use crate::error::{AgentError, Error, ExecError};
-use crate::exec::{Decision, ExecRequest};
+use crate::exec::ExecRequest;
 use crate::feedback::{Feedback, FeedbackKind, push_bounded};
 use crate::ids::TaskId;
 use crate::steps::{Approval, RunError, StepDriver, StepLimits, StepReport, drive};
@@ -67,10 +67,9 @@ impl Worker {
     }
 
     async fn run_check(&self, task: &Task, check: &str) -> CheckResult {
-        if let Some(gate) = &self.inner.gate
-            && let Decision::Deny { rule, reason } = gate.decide(check)
-        {
-            return CheckResult::not_run(check, format!("denied by the policy ({rule}): {reason}"));
+        // As approved: only the gate's `Deny` refuses a check.
+        if let Some((_, refusal)) = self.gate_refusal(check, true) {
+            return CheckResult::not_run(check, refusal.to_string());
         }
         let request = match self.exec_request(task, check.to_string()).await {
             Ok(r) => r,
