@@ -28,11 +28,11 @@ impl Hub {
     ///
     /// - The agent says it is finished: the task's acceptance checks run through the agent
     ///   (its executor, gate and sandbox) and the evidence is stored on the task
-    ///   ([`Task::verification`]). All pass → `done`. One fails → the failure is fed back and
+    ///   ([`Task::verification`](crate::Task::verification)). All pass → `done`. One fails → the failure is fed back and
     ///   the loop goes on. No checks → `review` (unverified), or `done` with
     ///   [`StepLimits::trust_model`].
     /// - Unreadable answers, denied commands, rejected and repeated commands are fed back to the
-    ///   model ([`Task::feedback`]) within the budget; a model that repeats itself after being
+    ///   model ([`Task::feedback`](crate::Task::feedback)) within the budget; a model that repeats itself after being
     ///   told stops as [`StopReason::Stuck`] and the task is `failed`.
     /// - A command held for a human waits inside the run for [`Hub::approve`] or
     ///   [`Hub::reject`] up to [`StepLimits::approval_wait`], then goes on with the same budget.
