@@ -88,7 +88,9 @@ mod workspace;
 pub use ananta_core::exec::CommandGate;
 pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};
 #[cfg(target_os = "linux")]
-pub use sandbox::{Enforcement, Feature, KernelSupport, Limits, SandboxConfig, SandboxReport};
+pub use sandbox::{
+    Enforcement, Feature, GitIdentity, KernelSupport, Limits, SandboxConfig, SandboxReport,
+};
 
 pub use shell::{
     DEFAULT_DRAIN_WINDOW, DEFAULT_ENV_ALLOWLIST, DEFAULT_KILL_GRACE, DEFAULT_OUTPUT_CAP,

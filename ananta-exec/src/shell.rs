@@ -378,6 +378,7 @@ impl ShellExecutor {
                 narrowed.workspace = dir.clone();
                 let git = crate::workspace::worktree_git_dirs(dir, &outer);
                 narrowed.read_roots.extend(git.read);
+                narrowed.worktree_admin = git.write.clone();
                 narrowed.write_roots.extend(git.write);
                 Some(RunSandbox::prepare(&narrowed)?)
             }
@@ -464,9 +465,10 @@ impl ShellExecutor {
         // do, the id could in principle be reused between the reap and this call, which needs a
         // full wrap of the pid space within microseconds: accepted.
         guard.kill_now();
-        if let Some(sandbox) = sandbox {
-            sandbox.finish().await;
-        }
+        let undone = match sandbox {
+            Some(sandbox) => sandbox.finish().await,
+            None => Vec::new(),
+        };
         let status = status.map_err(|e| ExecError::Io(format!("waiting for the command: {e}")))?;
 
         let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -478,7 +480,11 @@ impl ShellExecutor {
         let (stdout, stdout_truncated) = out.into_text();
         let (stderr, stderr_truncated) = err.into_text();
         let stdout = redactor.redact(&stdout).into_owned();
-        let stderr = redactor.redact(&stderr).into_owned();
+        let mut stderr = redactor.redact(&stderr).into_owned();
+        for line in &undone {
+            // The model learns that its change to git metadata did not stay.
+            stderr.push_str(&format!("\n[sandbox] {line}"));
+        }
         let outcome = ExecOutcome {
             exit_code: status.code(),
             signal: status.signal(),

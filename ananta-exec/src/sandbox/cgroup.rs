@@ -37,6 +37,8 @@ impl RunCgroup {
         if hierarchy.v2 {
             enable_pids(&parent)?;
         }
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| sweep_orphans(&parent));
         let dir = parent.join(format!(
             "run-{}-{}",
             std::process::id(),
@@ -124,6 +126,53 @@ impl Drop for RunCgroup {
                 }
             }
             let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// Kills and removes the cgroups of runs whose host process is gone (it died before it
+/// could clean up: a crash, SIGKILL). Runs once per process, before its first run.
+fn sweep_orphans(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let alive = pid > 0 && {
+            // SAFETY: signal 0 only checks whether the process exists.
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        };
+        if alive {
+            continue;
+        }
+        let dir = entry.path();
+        // cgroup v2 (Linux 5.14): one write kills every member; else signal each.
+        if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
+            for _ in 0..3 {
+                let members = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in members.lines().filter_map(|l| l.trim().parse::<libc::pid_t>().ok()) {
+                    if pid > 1 {
+                        // SAFETY: kill only sends a signal.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&dir).is_ok() {
+                tracing::info!(cgroup = %dir.display(), "swept the cgroup of a run whose host process died");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -10,7 +10,7 @@ use std::io;
 
 use super::cgroup;
 use super::landlock;
-use super::mounts::ReadOnlyMounts;
+use super::mounts::PrivateRoot;
 use super::seccomp::Filter;
 
 /// An `RLIMIT_*` resource as `setrlimit` takes it.
@@ -41,57 +41,52 @@ struct CapData {
 /// What the child applies, in order.
 #[derive(Debug)]
 pub(crate) struct ChildSetup {
-    parent: libc::pid_t,
-    cgroup_procs: Option<libc::c_int>,
+    pub(crate) parent: libc::pid_t,
+    pub(crate) cgroup_procs: Option<libc::c_int>,
     /// (resource, soft, hard), already clamped to the parent's hard limits.
-    rlimits: Vec<(Resource, u64, u64)>,
-    unshare_net: bool,
-    read_only_mounts: Option<ReadOnlyMounts>,
-    drop_caps: bool,
-    landlock_ruleset: Option<libc::c_int>,
-    seccomp: Option<Filter>,
+    pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    /// `CLONE_NEW*` flags to unshare (network, IPC, UTS, PID, mount).
+    pub(crate) unshare: libc::c_int,
+    /// The sandbox's own root (needs `CLONE_NEWNS` in `unshare`).
+    pub(crate) root: Option<PrivateRoot>,
+    pub(crate) drop_caps: bool,
+    /// The Landlock ruleset and the rights of its read and full rules.
+    pub(crate) landlock: Option<LandlockFd>,
+    pub(crate) seccomp: Option<Filter>,
+}
+
+/// A Landlock ruleset prepared in the parent, and the rights the child gives the file
+/// systems it creates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LandlockFd {
+    pub(crate) fd: libc::c_int,
+    pub(crate) read: u64,
+    pub(crate) all: u64,
+}
+
+/// Clamps `(resource, soft, hard)` limits to this process's hard limits: a child cannot raise
+/// a hard limit without `CAP_SYS_RESOURCE`.
+pub(crate) fn clamp_rlimits(rlimits: Vec<(Resource, u64, u64)>) -> Vec<(Resource, u64, u64)> {
+    rlimits
+        .into_iter()
+        .map(|(resource, soft, hard)| {
+            let mut current = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: getrlimit writes into the valid struct.
+            unsafe { libc::getrlimit(resource, &mut current) };
+            let hard = hard.min(current.rlim_max);
+            (resource, soft.min(hard), hard)
+        })
+        .collect()
 }
 
 impl ChildSetup {
-    pub(crate) fn new(
-        cgroup_procs: Option<libc::c_int>,
-        rlimits: Vec<(Resource, u64, u64)>,
-        unshare_net: bool,
-        read_only_mounts: Option<ReadOnlyMounts>,
-        drop_caps: bool,
-        landlock_ruleset: Option<libc::c_int>,
-        seccomp: Option<Filter>,
-    ) -> Self {
-        // A child cannot raise a hard limit without CAP_SYS_RESOURCE: clamp to ours.
-        let rlimits = rlimits
-            .into_iter()
-            .map(|(resource, soft, hard)| {
-                let mut current = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: libc::RLIM_INFINITY,
-                };
-                // SAFETY: getrlimit writes into the valid struct.
-                unsafe { libc::getrlimit(resource, &mut current) };
-                let hard = hard.min(current.rlim_max);
-                (resource, soft.min(hard), hard)
-            })
-            .collect();
-        Self {
-            parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
-            cgroup_procs,
-            rlimits,
-            unshare_net,
-            read_only_mounts,
-            drop_caps,
-            landlock_ruleset,
-            seccomp,
-        }
-    }
-
-    /// Sets the directory the command runs in (re-entered after the mount namespace changed).
+    /// Sets the directory the command runs in (re-entered inside the new root).
     pub(crate) fn set_cwd(&mut self, cwd: &std::path::Path) -> io::Result<()> {
-        match &mut self.read_only_mounts {
-            Some(mounts) => mounts.set_cwd(cwd),
+        match &mut self.root {
+            Some(root) => root.set_cwd(cwd),
             None => Ok(()),
         }
     }
@@ -113,15 +108,7 @@ impl ChildSetup {
         if unsafe { libc::setsid() } == -1 {
             return Err(io::Error::last_os_error());
         }
-        check(unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        })?;
+        set_parent_death_signal()?;
         // The parent may have died between fork and prctl; then no signal would ever come.
         if self.parent != 0 && unsafe { libc::getppid() } != self.parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
@@ -136,23 +123,102 @@ impl ChildSetup {
             };
             check(unsafe { libc::setrlimit(resource, &limit) })?;
         }
-        if self.unshare_net {
-            check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+        if self.unshare != 0 {
+            check(unsafe { libc::unshare(self.unshare) })?;
         }
-        if let Some(mounts) = &self.read_only_mounts {
-            mounts.apply()?;
+        if self.unshare & libc::CLONE_NEWPID != 0 {
+            // The command becomes the first process of the new PID namespace; this process
+            // stays outside as its parent and never returns from here.
+            become_init()?;
+        }
+        if self.unshare & libc::CLONE_NEWUTS != 0 {
+            let name = b"ananta-sandbox";
+            check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })?;
+        }
+        if let Some(root) = &self.root {
+            root.apply()?;
+            if let Some(ll) = self.landlock {
+                // Fresh file systems are new inodes: the parent's rules do not reach them.
+                landlock::allow_in_child(ll.fd, c"/", landlock::FS_READ_DIR)?;
+                for (path, writable) in root.fresh() {
+                    let access = if *writable { ll.all } else { ll.read };
+                    landlock::allow_in_child(ll.fd, path, access)?;
+                }
+            }
         }
         if self.drop_caps {
             drop_capabilities()?;
         }
         check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
-        if let Some(fd) = self.landlock_ruleset {
-            landlock::restrict_self(fd)?;
+        if let Some(ll) = self.landlock {
+            landlock::restrict_self(ll.fd)?;
         }
         if let Some(filter) = &self.seccomp {
             filter.load()?;
         }
         Ok(())
+    }
+}
+
+fn set_parent_death_signal() -> io::Result<()> {
+    // SAFETY: a plain system call with integer arguments.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+}
+
+/// After `unshare(CLONE_NEWPID)`: forks the namespace's first process, which returns to go on
+/// with the setup and exec the command. This process keeps no descriptor (so the spawner's
+/// pipes and exec-error channel belong to the command alone), waits for it and ends the same
+/// way: its exit code, or its signal. When this process dies — killed with the run's group,
+/// or through its parent-death signal when the host process dies — the first process gets
+/// SIGKILL, and with it the kernel kills every process of the namespace: nothing the command
+/// started outlives it.
+fn become_init() -> io::Result<()> {
+    // SAFETY (all calls): plain system calls in a single-threaded child, with integer
+    // arguments or pointers to stack data.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // Re-armed: the parent-death signal does not survive fork. A parent that died
+        // in between is caught by the executor's group kill and the cgroup sweep.
+        set_parent_death_signal()?;
+        return Ok(());
+    }
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+            for fd in 0..1024 {
+                libc::close(fd);
+            }
+        }
+        let mut status: libc::c_int = 0;
+        loop {
+            let rc = libc::waitpid(pid, &mut status, 0);
+            if rc == pid {
+                break;
+            }
+            if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                libc::_exit(127);
+            }
+        }
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        let signal = libc::WTERMSIG(status);
+        libc::signal(signal, libc::SIG_DFL);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &all, std::ptr::null_mut());
+        libc::kill(libc::getpid(), signal);
+        libc::_exit(128 + signal)
     }
 }
 

@@ -30,6 +30,10 @@ pub struct KernelSupport {
     pub mount_namespace: bool,
     /// PID namespaces can be created by this process (`CAP_SYS_ADMIN` and the kernel has them).
     pub pid_namespace: bool,
+    /// IPC namespaces can be created by this process.
+    pub ipc_namespace: bool,
+    /// UTS (host name) namespaces can be created by this process.
+    pub uts_namespace: bool,
     /// A writable pids cgroup hierarchy (v1 `pids` controller or v2 with `pids` available):
     /// where per-run cgroups limiting the number of processes are created.
     pub pids_cgroup: Option<PidsCgroup>,
@@ -64,6 +68,8 @@ impl KernelSupport {
             && Path::new("/proc/self/ns/mnt").exists()
             && super::mounts::mount_setattr_available();
         let pid_namespace = cap_sys_admin && Path::new("/proc/self/ns/pid").exists();
+        let ipc_namespace = cap_sys_admin && Path::new("/proc/self/ns/ipc").exists();
+        let uts_namespace = cap_sys_admin && Path::new("/proc/self/ns/uts").exists();
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         Self {
@@ -75,6 +81,8 @@ impl KernelSupport {
             net_namespace,
             mount_namespace,
             pid_namespace,
+            ipc_namespace,
+            uts_namespace,
             pids_cgroup: find_pids_cgroup(),
             root,
         }
@@ -95,11 +103,13 @@ impl std::fmt::Display for KernelSupport {
         }
         write!(
             f,
-            ", seccomp filters {}, network namespaces {}, read-only mount namespaces {}, PID namespaces {}, user namespaces {}, ",
+            ", seccomp filters {}, network namespaces {}, read-only mount namespaces {}, PID namespaces {}, IPC namespaces {}, UTS namespaces {}, user namespaces {}, ",
             yes_no(self.seccomp_filter),
             yes_no(self.net_namespace),
             yes_no(self.mount_namespace),
             yes_no(self.pid_namespace),
+            yes_no(self.ipc_namespace),
+            yes_no(self.uts_namespace),
             yes_no(self.user_namespaces),
         )?;
         match &self.pids_cgroup {

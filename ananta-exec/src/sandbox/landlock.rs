@@ -183,3 +183,39 @@ pub(crate) fn restrict_self(fd: libc::c_int) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// In the child: allows `access` beneath the directory `path` in ruleset `fd` (for file
+/// systems mounted after the ruleset was built). Async-signal-safe: `open`, one system call,
+/// `close`.
+pub(crate) fn allow_in_child(
+    fd: libc::c_int,
+    path: &std::ffi::CStr,
+    access: u64,
+) -> io::Result<()> {
+    // SAFETY: path is NUL-terminated; the descriptor is closed below.
+    let dir = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if dir < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let attr = PathBeneathAttr {
+        allowed_access: access,
+        parent_fd: dir,
+    };
+    // SAFETY: attr is a valid landlock_path_beneath_attr; both descriptors are open.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            fd,
+            RULE_PATH_BENEATH,
+            &attr as *const PathBeneathAttr,
+            0u32,
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(dir) };
+    if rc != 0 {
+        return Err(err);
+    }
+    Ok(())
+}

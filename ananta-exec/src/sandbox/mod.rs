@@ -1,29 +1,50 @@
 //! A Linux sandbox for [`ShellExecutor`](crate::ShellExecutor) runs.
 //!
 //! With a [`SandboxConfig`], every command runs confined, set up in the child between fork and
-//! exec (the Landlock ruleset, the seccomp program and the cgroup are prepared in the parent;
-//! the child only makes system calls):
+//! exec (the Landlock ruleset, the seccomp program, the cgroup and the plan of the private
+//! root are prepared in the parent; the child only makes system calls):
 //!
 //! 1. its own session (`setsid`), and `PR_SET_PDEATHSIG(SIGKILL)`;
 //! 2. a fresh pids cgroup capping the number of processes (this also holds for root, for whom
 //!    `RLIMIT_NPROC` is not enforced);
 //! 3. resource limits: file size, address space, CPU time, no core dumps;
-//! 4. without network: a new network namespace when the host may create one;
-//! 5. a private mount namespace where every mount is read-only except the workspace, the
-//!    private temporary directory and the write roots (Landlock does not cover `chmod`,
-//!    `utimensat` or extended attributes, which root may apply to any file it owns);
-//! 6. as root: an empty capability bounding set and no capabilities (so no `reboot`, module
+//! 4. new PID, IPC and UTS namespaces: the command is the first process of its own PID
+//!    namespace (so `/proc` shows only its processes, and when it ends — or the host process
+//!    dies — the kernel kills every process it started), host SysV IPC objects are out of
+//!    reach and its own vanish with it, and `hostname` changes nothing outside;
+//! 5. without network: a new network namespace (which also keeps abstract Unix sockets apart);
+//! 6. a private root (see below);
+//! 7. as root: an empty capability bounding set and no capabilities (so no `reboot`, module
 //!    loading, raw I/O, DAC override…), with `SECBIT_NOROOT` locked;
-//! 7. `PR_SET_NO_NEW_PRIVS`;
-//! 8. Landlock: read and execute beneath the read roots only; full access beneath the
-//!    workspace and a private temporary directory (created for the run, removed after it, and
-//!    set as `HOME` and `TMPDIR`); TCP bind and connect denied without network (ABI 4);
-//!    signals and abstract Unix sockets scoped to the sandbox (ABI 6);
-//! 9. seccomp: `setsid`/`setpgid` fail (nothing leaves the process group, so the executor's
-//!    group kill reaches every process), `kill(-1)` fails, io_uring is unavailable, and without
-//!    network `socket` for IP, packet and netlink families fails.
+//! 8. `PR_SET_NO_NEW_PRIVS`;
+//! 9. Landlock: read and execute beneath the read roots only; full access beneath the
+//!    workspace, the private home and the private `/tmp` and `/dev/shm`; TCP bind and
+//!    connect denied without network (ABI 4); signals and abstract Unix sockets scoped to the
+//!    sandbox (ABI 6);
+//! 10. seccomp: `setsid`/`setpgid` fail (nothing leaves the process group, so the executor's
+//!     group kill reaches every process), `kill(-1)` fails, io_uring is unavailable, and
+//!     without network `socket` for IP, packet and netlink families fails.
 //!
-//! After the run, the process group is killed and then whatever is left in the run's cgroup.
+//! **The private root** is a fresh file system holding only what the configuration names:
+//! the read roots (read-only; `/etc` through the allow list [`ETC_READABLE`]), the
+//! workspace, the private home and the write roots (writable), empty private `/tmp` and
+//! `/dev/shm`, a few device files and a `/proc` of the run's PID namespace. `/run`,
+//! `/var/run`, homes, the rest of `/tmp` and `/etc` do not exist inside, so neither do the
+//! Unix sockets of host services (a database on `/run/postgresql`…): a path-based
+//! `connect()`, which Landlock up to ABI 7 does not govern, has nothing to reach. Sockets a
+//! command needs are named with [`SandboxConfig::unix_socket`].
+//!
+//! **Git metadata**: in a workspace that is a git repository, `.git/hooks` and `.git/config`
+//! are read-only and `.git` cannot be renamed or removed, while the rest of `.git` stays
+//! writable (`git add`, `git commit` work); what git would also take commands from and that
+//! cannot be mounted read-only in advance (`commondir`, `config.worktree`, `.git/modules`, a
+//! repository made by `git init` during the run) is checked after the run and restored, so a
+//! planted hook or `core.fsmonitor` never runs when the user later runs git outside. Commits
+//! get an author from [`SandboxConfig::git_identity`] (default: the host's, else
+//! `Ananta agent`).
+//!
+//! After the run, the process group is killed and then whatever is left in the run's cgroup;
+//! cgroups of runs whose host process died are swept on the next start.
 //!
 //! [`KernelSupport::detect`] tells what the kernel offers. With [`Enforcement::Strict`] (the
 //! default) a run whose required features are missing is refused with
@@ -32,44 +53,36 @@
 
 mod cgroup;
 mod child;
+mod git;
 mod kernel;
 mod landlock;
 mod mounts;
+mod report;
+mod roots;
 mod seccomp;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ananta_core::error::ExecError;
 
+pub use git::GitIdentity;
 pub use kernel::{KernelSupport, PidsCgroup};
+pub use report::{Feature, SandboxReport};
+pub use roots::{ETC_READABLE, default_read_roots};
+pub(crate) use roots::toolchain_homes;
 
 use cgroup::RunCgroup;
-use child::ChildSetup;
+use child::{ChildSetup, LandlockFd};
+use git::GitGuard;
 use landlock::Ruleset;
-use mounts::ReadOnlyMounts;
+use mounts::{PrivateRoot, Visible};
 use seccomp::Filter;
 
 /// Lowest Landlock ABI a strict sandbox accepts: 3 is the first that handles truncation.
 pub const STRICT_MIN_LANDLOCK_ABI: u32 = 3;
 /// Landlock ABI that scopes signals and abstract Unix sockets to the sandbox.
 pub const SIGNAL_SCOPE_LANDLOCK_ABI: u32 = 6;
-
-/// Files beneath `/etc` that hold secrets and are left out of [`default_read_roots`].
-pub const ETC_SECRETS: &[&str] = &[
-    "shadow",
-    "shadow-",
-    "gshadow",
-    "gshadow-",
-    "sudoers",
-    "sudoers.d",
-    "ssh",
-    "ssl",
-    "security",
-    "subuid",
-    "subgid",
-];
 
 /// What happens when the kernel lacks a feature the sandbox would use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,6 +147,13 @@ pub struct SandboxConfig {
     /// The Landlock ABI required in strict mode, at least [`STRICT_MIN_LANDLOCK_ABI`] (higher
     /// values let a host insist on newer kernels).
     pub min_landlock_abi: u32,
+    /// Unix sockets of the host a command may connect to (each made visible in the private
+    /// root at its own path); none by default.
+    pub unix_sockets: Vec<PathBuf>,
+    /// The author of commits made in the sandbox (`None`: [`GitIdentity::host_or_default`]).
+    pub git_identity: Option<GitIdentity>,
+    /// The git directories of a worktree workspace (set by the executor), guarded like `.git`.
+    pub(crate) worktree_admin: Vec<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -152,6 +172,9 @@ impl SandboxConfig {
             limits: Limits::default(),
             enforcement: Enforcement::Strict,
             min_landlock_abi: STRICT_MIN_LANDLOCK_ABI,
+            unix_sockets: Vec::new(),
+            git_identity: None,
+            worktree_admin: Vec::new(),
         }
     }
 
@@ -194,6 +217,19 @@ impl SandboxConfig {
     /// Sets the Landlock ABI strict mode requires.
     pub fn min_landlock_abi(mut self, abi: u32) -> Self {
         self.min_landlock_abi = abi;
+        self
+    }
+
+    /// Lets commands connect to the host's Unix socket at `path` (e.g. a database the task
+    /// needs); every other socket outside the workspace stays invisible.
+    pub fn unix_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.unix_sockets.push(path.into());
+        self
+    }
+
+    /// Sets the author of commits made in the sandbox.
+    pub fn git_identity(mut self, identity: GitIdentity) -> Self {
+        self.git_identity = Some(identity);
         self
     }
 
@@ -329,15 +365,28 @@ impl SandboxConfig {
         }
 
         if kernel.mount_namespace {
-            plan.read_only_mounts = true;
+            plan.private_root = true;
             report.applied.push((
-                Feature::ReadOnlySystem,
-                "mount namespace, all mounts read-only but the writable roots",
+                Feature::PrivateRoot,
+                "mount namespace, pivot_root into a tmpfs of read-only and writable binds",
             ));
         } else {
             report.missing.push((
-                Feature::ReadOnlySystem,
-                "needs CAP_SYS_ADMIN and mount_setattr (Linux 5.12): chmod, utimes and xattrs outside the workspace stay possible on files the user owns",
+                Feature::PrivateRoot,
+                "needs CAP_SYS_ADMIN and mount_setattr (Linux 5.12): host sockets and paths stay visible, and chmod, utimes and xattrs outside the workspace stay possible on files the user owns",
+            ));
+        }
+
+        if kernel.pid_namespace && kernel.ipc_namespace && kernel.uts_namespace {
+            plan.namespaces = true;
+            report.applied.push((
+                Feature::Namespaces,
+                "PID namespace with its own /proc, IPC and UTS namespaces",
+            ));
+        } else {
+            report.missing.push((
+                Feature::Namespaces,
+                "needs CAP_SYS_ADMIN: host processes and SysV IPC visible, and background processes can outlive a host crash",
             ));
         }
 
@@ -375,153 +424,6 @@ impl SandboxConfig {
     }
 }
 
-/// The default read-and-execute roots: system binaries and libraries (`/usr`, `/bin`, `/sbin`,
-/// `/lib*`, `/opt`), `/etc` without [`ETC_SECRETS`] (but with `/etc/ssl/certs`), `/proc`,
-/// `/dev/urandom` and `/dev/random`, and the Rust toolchain (`$RUSTUP_HOME`, and the `bin`,
-/// `registry` and `git` directories of `$CARGO_HOME`, not its credentials; `~/.rustup` and
-/// `~/.cargo` when the variables are not set).
-///
-/// `/proc` lets tools inspect their own processes; Landlock's ptrace rules keep other
-/// processes' memory, environment and descriptors out of reach, but their command lines are
-/// readable. Remove it from the list if that matters.
-pub fn default_read_roots() -> Vec<PathBuf> {
-    let mut roots: Vec<PathBuf> = [
-        "/usr",
-        "/bin",
-        "/sbin",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/opt",
-        "/proc",
-        "/dev/urandom",
-        "/dev/random",
-        "/etc/ssl/certs",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
-    if let Ok(entries) = std::fs::read_dir("/etc") {
-        let mut etc: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| {
-                e.file_name()
-                    .to_str()
-                    .is_none_or(|name| !ETC_SECRETS.contains(&name))
-            })
-            .map(|e| e.path())
-            .collect();
-        etc.sort();
-        roots.extend(etc);
-    }
-    for (name, dir) in toolchain_homes() {
-        if name == "RUSTUP_HOME" {
-            roots.push(dir);
-        } else {
-            for sub in ["bin", "registry", "git"] {
-                roots.push(dir.join(sub));
-            }
-        }
-    }
-    roots
-}
-
-/// The Rust toolchain's homes of the host: `RUSTUP_HOME` and `CARGO_HOME` when set, else
-/// `~/.rustup` and `~/.cargo` when they exist. A sandboxed command gets a private `HOME`, so
-/// the executor also passes these two variables to it: without them rustup's `cargo` and
-/// `rustc` proxies would look for a toolchain in the private home and find none.
-pub(crate) fn toolchain_homes() -> Vec<(&'static str, PathBuf)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")]
-        .into_iter()
-        .filter_map(|(name, default)| {
-            let dir = std::env::var_os(name)
-                .map(PathBuf::from)
-                .or_else(|| home.as_ref().map(|h| h.join(default)))?;
-            dir.is_dir().then_some((name, dir))
-        })
-        .collect()
-}
-
-/// A confinement feature of the sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Feature {
-    /// Own session and process group.
-    Session,
-    /// Killed when the spawning thread dies.
-    ParentDeathSignal,
-    /// `PR_SET_NO_NEW_PRIVS`.
-    NoNewPrivileges,
-    /// File size, address space and CPU limits.
-    ResourceLimits,
-    /// Reads confined to the read roots, writes to the workspace and private temp dir.
-    Filesystem,
-    /// Signals (e.g. `kill -9 -1`) and abstract Unix sockets cannot reach outside processes.
-    SignalScope,
-    /// Processes cannot leave the process group, so none outlives the run.
-    ProcessGroupLock,
-    /// No network access.
-    NoNetwork,
-    /// A cap on the number of processes (fork bombs).
-    ProcessLimit,
-    /// Root's capabilities dropped.
-    DropCapabilities,
-    /// Everything but the writable roots mounted read-only (metadata changes refused).
-    ReadOnlySystem,
-}
-
-impl fmt::Display for Feature {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Session => "own session",
-            Self::ParentDeathSignal => "parent-death signal",
-            Self::NoNewPrivileges => "no new privileges",
-            Self::ResourceLimits => "resource limits",
-            Self::Filesystem => "filesystem confinement",
-            Self::SignalScope => "signal scoping",
-            Self::ProcessGroupLock => "process group lock",
-            Self::NoNetwork => "network isolation",
-            Self::ProcessLimit => "process limit",
-            Self::DropCapabilities => "capability drop",
-            Self::ReadOnlySystem => "read-only system",
-        })
-    }
-}
-
-/// What a sandbox applies on this kernel, and what it cannot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SandboxReport {
-    /// The kernel's Landlock ABI.
-    pub landlock_abi: Option<u32>,
-    /// Features applied, each with the mechanism.
-    pub applied: Vec<(Feature, &'static str)>,
-    /// Features missing (only non-empty in best-effort mode), each with the reason.
-    pub missing: Vec<(Feature, &'static str)>,
-}
-
-impl SandboxReport {
-    /// Whether `feature` is applied.
-    pub fn applies(&self, feature: Feature) -> bool {
-        self.applied.iter().any(|(f, _)| *f == feature)
-    }
-}
-
-impl fmt::Display for SandboxReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sandbox:")?;
-        for (i, (feature, how)) in self.applied.iter().enumerate() {
-            write!(f, "{} {feature} ({how})", if i == 0 { "" } else { ";" })?;
-        }
-        for (feature, why) in &self.missing {
-            write!(f, "; MISSING {feature}: {why}")?;
-        }
-        Ok(())
-    }
-}
-
 /// What a run applies (the mechanisms chosen from the kernel's features).
 #[derive(Debug, Clone, Default)]
 struct Plan {
@@ -533,16 +435,19 @@ struct Plan {
     cgroup: Option<PidsCgroup>,
     nproc: bool,
     drop_caps: bool,
-    read_only_mounts: bool,
+    private_root: bool,
+    namespaces: bool,
 }
 
-/// The sandbox of one run: private temp dir, cgroup, Landlock ruleset and child setup.
+/// The sandbox of one run: private home, cgroup, Landlock ruleset, git guard and child setup.
 #[derive(Debug)]
 pub(crate) struct RunSandbox {
     temp: Option<tempfile::TempDir>,
+    home: PathBuf,
     cgroup: Option<RunCgroup>,
     /// Kept open until the child has been spawned.
     _ruleset: Option<Ruleset>,
+    git: Option<GitGuard>,
     setup: Option<ChildSetup>,
 }
 
@@ -564,6 +469,14 @@ impl RunSandbox {
             .prefix("ananta-sandbox-")
             .tempdir_in(&parent)
             .map_err(|e| sandbox_err("creating the private temporary directory", e))?;
+        let home = temp.path().join("home");
+        let identity = config
+            .git_identity
+            .clone()
+            .unwrap_or_else(GitIdentity::host_or_default);
+        std::fs::create_dir(&home)
+            .and_then(|()| std::fs::write(home.join(".gitconfig"), identity.gitconfig()))
+            .map_err(|e| sandbox_err("creating the private home", e))?;
 
         let cgroup = match &plan.cgroup {
             Some(cg) => Some(
@@ -600,7 +513,7 @@ impl RunSandbox {
                     add(root, all, false)?;
                 }
                 add(&config.workspace, all, true)?;
-                add(temp.path(), all, true)?;
+                add(&home, all, true)?;
                 Some(rs)
             }
             None => None,
@@ -631,42 +544,62 @@ impl RunSandbox {
                 config.limits.max_processes,
             ));
         }
-        let read_only_mounts = if plan.read_only_mounts {
-            let writable = [config.workspace.as_path(), temp.path()]
+
+        let (git, git_visible) = GitGuard::prepare(&config.workspace, &config.worktree_admin);
+        let root = if plan.private_root {
+            let mount_point = temp.path().join("root");
+            std::fs::create_dir(&mount_point)
+                .map_err(|e| sandbox_err("creating the root's mount point", e))?;
+            let entries = visible_entries(config, &home, plan.namespaces)
                 .into_iter()
-                .chain(config.write_roots.iter().map(PathBuf::as_path));
+                .chain(git_visible);
             Some(
-                ReadOnlyMounts::new(writable)
-                    .map_err(|e| sandbox_err("preparing the mount namespace", e))?,
+                PrivateRoot::plan(&mount_point, entries, config.limits.max_file_size)
+                    .map_err(|e| sandbox_err("planning the private root", e))?,
             )
         } else {
             None
         };
-        let setup = ChildSetup::new(
-            cgroup.as_ref().map(RunCgroup::procs_fd),
-            rlimits,
-            plan.net_namespace,
-            read_only_mounts,
-            plan.drop_caps,
-            ruleset.as_ref().map(|rs| {
+        let mut unshare = 0;
+        if plan.net_namespace {
+            unshare |= libc::CLONE_NEWNET;
+        }
+        if plan.namespaces {
+            unshare |= libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        }
+        if root.is_some() {
+            unshare |= libc::CLONE_NEWNS;
+        }
+        let setup = ChildSetup {
+            parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+            cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_fd),
+            rlimits: child::clamp_rlimits(rlimits),
+            unshare,
+            root,
+            drop_caps: plan.drop_caps,
+            landlock: ruleset.as_ref().map(|rs| {
                 use std::os::fd::AsRawFd;
-                rs.fd().as_raw_fd()
+                LandlockFd {
+                    fd: rs.fd().as_raw_fd(),
+                    read: landlock::FS_READ_EXEC & rs.handled_fs(),
+                    all: rs.handled_fs(),
+                }
             }),
-            plan.seccomp.then(|| Filter::new(!config.allow_network)),
-        );
+            seccomp: plan.seccomp.then(|| Filter::new(!config.allow_network)),
+        };
         Ok(Self {
             temp: Some(temp),
+            home,
             cgroup,
             _ruleset: ruleset,
+            git: Some(git),
             setup: Some(setup),
         })
     }
 
-    /// The private temporary directory (the command's `HOME` and `TMPDIR`).
+    /// The private home directory (the command's `HOME` and `TMPDIR`).
     pub(crate) fn temp_dir(&self) -> &Path {
-        self.temp
-            .as_ref()
-            .map_or(Path::new("/nonexistent"), |t| t.path())
+        &self.home
     }
 
     /// Installs the child setup on `cmd` (once); the command runs in `cwd`.
@@ -685,11 +618,18 @@ impl RunSandbox {
     }
 
     /// After the run (process group already killed): kills what is left in the cgroup,
-    /// removes it and the private temporary directory.
-    pub(crate) async fn finish(mut self) {
+    /// undoes planted git metadata, removes the cgroup and the private directory. Returns a
+    /// line per git change it undid.
+    pub(crate) async fn finish(mut self) -> Vec<String> {
         if let Some(cg) = self.cgroup.take() {
             cg.kill_and_remove(Duration::from_secs(2)).await;
         }
+        let undone = match self.git.take() {
+            Some(git) => tokio::task::spawn_blocking(move || git.restore())
+                .await
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
         if let Some(temp) = self.temp.take() {
             let path = temp.path().to_path_buf();
             let removed = tokio::task::spawn_blocking(move || temp.close()).await;
@@ -697,5 +637,40 @@ impl RunSandbox {
                 tracing::warn!(path = %path.display(), "could not remove the sandbox's temporary directory");
             }
         }
+        undone
     }
+}
+
+/// What the private root shows: read roots, write roots, sockets, workspace, home, private
+/// `/tmp` and `/dev/shm`, the `/dev/fd` links, and `/proc` (a fresh one with `namespaces`).
+fn visible_entries(
+    config: &SandboxConfig,
+    home: &Path,
+    namespaces: bool,
+) -> Vec<(PathBuf, Visible)> {
+    let mut entries: Vec<(PathBuf, Visible)> = Vec::new();
+    for root in &config.read_roots {
+        let kind = if namespaces && root == Path::new("/proc") {
+            Visible::Proc
+        } else {
+            Visible::Read
+        };
+        entries.push((root.clone(), kind));
+    }
+    for root in config.write_roots.iter().chain(&config.unix_sockets) {
+        entries.push((root.clone(), Visible::Write));
+    }
+    entries.push((config.workspace.clone(), Visible::Write));
+    entries.push((home.to_path_buf(), Visible::Write));
+    entries.push(("/tmp".into(), Visible::Tmpfs));
+    entries.push(("/dev/shm".into(), Visible::Tmpfs));
+    for (link, target) in [
+        ("/dev/fd", "/proc/self/fd"),
+        ("/dev/stdin", "/proc/self/fd/0"),
+        ("/dev/stdout", "/proc/self/fd/1"),
+        ("/dev/stderr", "/proc/self/fd/2"),
+    ] {
+        entries.push((link.into(), Visible::Symlink(target.into())));
+    }
+    entries
 }

@@ -1,13 +1,23 @@
-//! A private mount namespace in which every mount is read-only except the writable roots.
+//! The sandbox's own root file system, built in a private mount namespace.
 //!
-//! Landlock (up to ABI 7) does not govern metadata changes: `chmod`, `utimensat` and user
-//! extended attributes on a file the caller owns are allowed by the kernel's ownership check,
-//! and a sandboxed root owns nearly everything. A read-only mount refuses them all (`EROFS`),
-//! so outside the workspace nothing can be changed, whatever the call.
+//! A command sees a fresh `tmpfs` root holding only what the configuration names: the read
+//! roots (bind mounts, read-only), the workspace and the other writable roots (bind mounts,
+//! writable), a private `/tmp` and `/dev/shm`, the few device files tools need, and a `/proc`
+//! of its own PID namespace. Everything else of the host — `/run` and `/var/run` with their
+//! Unix sockets, `/home`, `/root`, the rest of `/tmp`, the secrets of `/etc` — does not exist
+//! for it, so a path-based `connect()` has nothing to reach and a read has nothing to open,
+//! whatever Landlock's ABI governs.
+//!
+//! Read-only mounts also refuse what Landlock (up to ABI 7) does not govern: `chmod`,
+//! `utimensat` and extended attributes on files a sandboxed root owns.
+//!
+//! Everything is planned in the parent ([`PrivateRoot::plan`]); the child only makes system
+//! calls on prepared C strings ([`PrivateRoot::apply`]).
 
+use std::collections::BTreeSet;
 use std::ffi::CString;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `mount_setattr(2)`: the same number on every architecture (Linux 5.12).
 const SYS_MOUNT_SETATTR: libc::c_long = 442;
@@ -38,11 +48,52 @@ pub(crate) fn mount_setattr_available() -> bool {
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
 }
 
-/// Paths prepared in the parent for [`ReadOnlyMounts::apply`] in the child.
+/// What appears at one path of the sandbox's root.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Visible {
+    /// The host's file or directory at the same path, writable.
+    Write,
+    /// The host's file or directory at the same path, writable, mounted even inside a
+    /// writable mount: a mount point cannot be renamed or removed.
+    Pin,
+    /// The host's file or directory at the same path, read-only.
+    Read,
+    /// The host's file or directory `source`, read-only (a symlink of the host whose target
+    /// is not otherwise visible).
+    ReadFrom(PathBuf),
+    /// A symbolic link with this target.
+    Symlink(PathBuf),
+    /// An empty, private, writable `tmpfs`.
+    Tmpfs,
+    /// A `proc` file system of the command's PID namespace (read-only).
+    Proc,
+}
+
+/// One step of building the root in the child.
 #[derive(Debug)]
-pub(crate) struct ReadOnlyMounts {
-    writable: Vec<CString>,
+enum Op {
+    Dir(CString),
+    File(CString),
+    Symlink { target: CString, link: CString },
+    Bind { source: CString, target: CString },
+    Tmpfs(CString),
+    Proc(CString),
+    /// `mount_setattr` on the mount at the path: read-only or writable, recursively.
+    Flags { path: CString, read_only: bool },
+}
+
+/// The prepared root of one run.
+#[derive(Debug)]
+pub(crate) struct PrivateRoot {
+    /// The host directory the new root is mounted on (an empty directory of the run).
+    mount_point: CString,
+    ops: Vec<Op>,
+    tmpfs_options: CString,
+    /// The working directory inside the new root.
     cwd: Option<CString>,
+    /// File systems created for the run (path inside the new root, writable): Landlock rules
+    /// made in the parent name the host's inodes, so these need rules of their own.
+    fresh: Vec<(CString, bool)>,
 }
 
 fn cstring(path: &Path) -> io::Result<CString> {
@@ -50,31 +101,200 @@ fn cstring(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))
 }
 
-impl ReadOnlyMounts {
-    /// Keeps `writable` (existing paths, canonicalized) writable.
-    pub(crate) fn new<'a>(writable: impl IntoIterator<Item = &'a Path>) -> io::Result<Self> {
-        let mut paths = Vec::new();
-        for path in writable {
-            if let Ok(canonical) = path.canonicalize() {
-                paths.push(cstring(&canonical)?);
+/// `path` with its parent directories resolved (the last component may be a symlink, kept).
+fn resolve_parent(path: &Path) -> Option<PathBuf> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Some(parent.canonicalize().ok()?.join(name)),
+        _ => Some(path.to_path_buf()),
+    }
+}
+
+impl PrivateRoot {
+    /// Plans a root mounted on `mount_point` (an empty directory) showing `entries`. Host
+    /// paths that do not exist are skipped; a symlink whose target is visible is recreated,
+    /// one whose target is not is replaced by its target (read-only). `tmpfs_size` bounds
+    /// each private `tmpfs`.
+    pub(crate) fn plan(
+        mount_point: &Path,
+        entries: impl IntoIterator<Item = (PathBuf, Visible)>,
+        tmpfs_size: u64,
+    ) -> io::Result<Self> {
+        // Resolve host paths; the same path twice keeps the most permissive kind (Write
+        // sorts first).
+        let mut resolved: Vec<(PathBuf, Visible)> = Vec::new();
+        for (path, kind) in entries {
+            match kind {
+                Visible::Read | Visible::Write | Visible::Pin => {
+                    let Some(at) = resolve_parent(&path) else {
+                        continue;
+                    };
+                    let Ok(meta) = std::fs::symlink_metadata(&at) else {
+                        continue;
+                    };
+                    if meta.file_type().is_symlink() {
+                        let (Ok(target), Ok(canonical)) =
+                            (std::fs::read_link(&at), at.canonicalize())
+                        else {
+                            continue;
+                        };
+                        resolved.push((at.clone(), Visible::Symlink(target)));
+                        // The target, for when nothing else makes it visible.
+                        resolved.push((canonical, kind));
+                    } else {
+                        resolved.push((at, kind));
+                    }
+                }
+                other => resolved.push((path, other)),
             }
         }
+        resolved.sort();
+        resolved.dedup_by(|later, earlier| later.0 == earlier.0);
+
+        // Which bind mounts are planned (path, writable), to skip what they already show.
+        let mut binds: Vec<(PathBuf, bool)> = Vec::new();
+        let covering = |binds: &[(PathBuf, bool)], path: &Path| -> Option<bool> {
+            binds
+                .iter()
+                .rev()
+                .find(|(b, _)| path.starts_with(b) && path != b)
+                .map(|(_, w)| *w)
+        };
+        let mut kept: Vec<(PathBuf, Visible)> = Vec::new();
+        for (path, kind) in resolved {
+            let covered = covering(&binds, &path);
+            let keep = match &kind {
+                Visible::Read | Visible::ReadFrom(_) => covered != Some(false),
+                Visible::Write => covered != Some(true),
+                Visible::Pin => true,
+                // A symlink inside a bind mount is the host's own.
+                Visible::Symlink(_) => covered.is_none(),
+                Visible::Tmpfs | Visible::Proc => true,
+            };
+            if !keep {
+                continue;
+            }
+            match &kind {
+                Visible::Read | Visible::ReadFrom(_) => binds.push((path.clone(), false)),
+                // A tmpfs hides the host beneath it: it covers nothing.
+                Visible::Write | Visible::Pin => binds.push((path.clone(), true)),
+                _ => {}
+            }
+            kept.push((path, kind));
+        }
+        // A symlink's target recreated at its own path when the symlink shows it: drop the
+        // duplicate (ReadFrom only where the link target stays invisible).
+        let visible_at = |kept: &[(PathBuf, Visible)], p: &Path| {
+            kept.iter().any(|(k, kind)| {
+                !matches!(kind, Visible::Symlink(_)) && p.starts_with(k)
+            })
+        };
+        let mut final_entries: Vec<(PathBuf, Visible)> = Vec::new();
+        for (path, kind) in &kept {
+            if let Visible::Symlink(target) = kind {
+                let absolute = path.parent().unwrap_or(Path::new("/")).join(target);
+                let Ok(canonical) = absolute.canonicalize() else {
+                    continue;
+                };
+                if !visible_at(&kept, &canonical) {
+                    final_entries.push((path.clone(), Visible::ReadFrom(canonical)));
+                    continue;
+                }
+            }
+            final_entries.push((path.clone(), kind.clone()));
+        }
+
+        let in_root = |p: &Path| -> io::Result<CString> {
+            let mut joined = mount_point.as_os_str().to_owned();
+            joined.push(p.as_os_str());
+            cstring(Path::new(&joined))
+        };
+        let mut ops = Vec::new();
+        let mut fresh = Vec::new();
+        let mut made: BTreeSet<PathBuf> = BTreeSet::new();
+        for (path, kind) in &final_entries {
+            for ancestor in path.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev() {
+                if ancestor != Path::new("/") && made.insert(ancestor.to_path_buf()) {
+                    ops.push(Op::Dir(in_root(ancestor)?));
+                }
+            }
+            let target = in_root(path)?;
+            match kind {
+                Visible::Read | Visible::Write | Visible::Pin | Visible::ReadFrom(_) => {
+                    let source = match kind {
+                        Visible::ReadFrom(s) => s.clone(),
+                        _ => path.clone(),
+                    };
+                    if source.is_dir() {
+                        made.insert(path.clone());
+                        ops.push(Op::Dir(target.clone()));
+                    } else {
+                        ops.push(Op::File(target.clone()));
+                    }
+                    ops.push(Op::Bind {
+                        source: cstring(&source)?,
+                        target,
+                    });
+                }
+                Visible::Symlink(to) => ops.push(Op::Symlink {
+                    target: cstring(to)?,
+                    link: target,
+                }),
+                Visible::Tmpfs => {
+                    made.insert(path.clone());
+                    ops.push(Op::Dir(target.clone()));
+                    ops.push(Op::Tmpfs(target));
+                    fresh.push((cstring(path)?, true));
+                }
+                Visible::Proc => {
+                    made.insert(path.clone());
+                    ops.push(Op::Dir(target.clone()));
+                    ops.push(Op::Proc(target));
+                    fresh.push((cstring(path)?, false));
+                }
+            }
+        }
+        // Flags last, parents first: the root read-only, then each mount as it should be.
+        ops.push(Op::Flags {
+            path: cstring(mount_point)?,
+            read_only: true,
+        });
+        for (path, kind) in &final_entries {
+            let read_only = match kind {
+                Visible::Write | Visible::Pin | Visible::Tmpfs => false,
+                Visible::Read | Visible::ReadFrom(_) | Visible::Proc => true,
+                Visible::Symlink(_) => continue,
+            };
+            ops.push(Op::Flags {
+                path: in_root(path)?,
+                read_only,
+            });
+        }
         Ok(Self {
-            writable: paths,
+            mount_point: cstring(mount_point)?,
+            ops,
+            tmpfs_options: CString::new(format!("mode=1777,size={tmpfs_size}"))
+                .map_err(|_| io::Error::other("tmpfs options"))?,
             cwd: None,
+            fresh,
         })
     }
 
-    /// The directory the child re-enters after the mounts changed (it was entered before).
+    /// The file systems created for the run, as paths inside the new root, each with whether
+    /// it is writable.
+    pub(crate) fn fresh(&self) -> &[(CString, bool)] {
+        &self.fresh
+    }
+
+    /// The directory the child enters once the new root is in place.
     pub(crate) fn set_cwd(&mut self, cwd: &Path) -> io::Result<()> {
-        self.cwd = Some(cstring(cwd)?);
+        let cwd = cwd.canonicalize()?;
+        self.cwd = Some(cstring(&cwd)?);
         Ok(())
     }
 
-    /// In the child (async-signal-safe: system calls only): new mount namespace with private
-    /// propagation (nothing reaches the host's mounts), bind mounts of the writable paths on
-    /// themselves, everything read-only, the binds writable again, then back into the working
-    /// directory through the new mounts. Needs `CAP_SYS_ADMIN`.
+    /// In the child, inside a new mount namespace (async-signal-safe: system calls on prepared
+    /// strings only): private propagation, a `tmpfs` on the mount point, the planned mounts,
+    /// then `pivot_root` into it and the old root detached. Needs `CAP_SYS_ADMIN`.
     pub(crate) fn apply(&self) -> io::Result<()> {
         let check = |rc: libc::c_long| {
             if rc == -1 {
@@ -83,63 +303,121 @@ impl ReadOnlyMounts {
                 Ok(())
             }
         };
-        let root = c"/";
+        let exists_ok = |rc: libc::c_long| match check(rc) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        };
+        let null = std::ptr::null::<libc::c_char>();
+        let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
         // SAFETY (all calls): system calls with pointers to NUL-terminated strings and structs
         // owned by `self`, the stack or static data.
         unsafe {
-            check(libc::unshare(libc::CLONE_NEWNS).into())?;
             check(
                 libc::mount(
-                    std::ptr::null(),
-                    root.as_ptr(),
-                    std::ptr::null(),
+                    null,
+                    c"/".as_ptr(),
+                    null,
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 )
                 .into(),
             )?;
-            for path in &self.writable {
-                check(
-                    libc::mount(
-                        path.as_ptr(),
-                        path.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    )
-                    .into(),
-                )?;
+            check(
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    self.mount_point.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    nosuid_nodev,
+                    c"mode=0755,size=1m".as_ptr().cast(),
+                )
+                .into(),
+            )?;
+            for op in &self.ops {
+                match op {
+                    Op::Dir(path) => exists_ok(libc::mkdir(path.as_ptr(), 0o755).into())?,
+                    Op::File(path) => {
+                        let fd = libc::open(
+                            path.as_ptr(),
+                            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                            0o644,
+                        );
+                        if fd >= 0 {
+                            libc::close(fd);
+                        } else {
+                            exists_ok(-1)?;
+                        }
+                    }
+                    Op::Symlink { target, link } => {
+                        exists_ok(libc::symlink(target.as_ptr(), link.as_ptr()).into())?
+                    }
+                    Op::Bind { source, target } => check(
+                        libc::mount(
+                            source.as_ptr(),
+                            target.as_ptr(),
+                            null,
+                            libc::MS_BIND | libc::MS_REC,
+                            std::ptr::null(),
+                        )
+                        .into(),
+                    )?,
+                    Op::Tmpfs(path) => check(
+                        libc::mount(
+                            c"tmpfs".as_ptr(),
+                            path.as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            nosuid_nodev,
+                            self.tmpfs_options.as_ptr().cast(),
+                        )
+                        .into(),
+                    )?,
+                    Op::Proc(path) => check(
+                        libc::mount(
+                            c"proc".as_ptr(),
+                            path.as_ptr(),
+                            c"proc".as_ptr(),
+                            nosuid_nodev | libc::MS_NOEXEC,
+                            std::ptr::null(),
+                        )
+                        .into(),
+                    )?,
+                    Op::Flags { path, read_only } => {
+                        let (set, clr) = if *read_only {
+                            (MOUNT_ATTR_RDONLY, 0)
+                        } else {
+                            (0, MOUNT_ATTR_RDONLY)
+                        };
+                        let attr = MountAttr {
+                            attr_set: set,
+                            attr_clr: clr,
+                            propagation: 0,
+                            userns_fd: 0,
+                        };
+                        let recursive = if path.as_bytes() == self.mount_point.as_bytes() {
+                            0
+                        } else {
+                            AT_RECURSIVE
+                        };
+                        check(libc::syscall(
+                            SYS_MOUNT_SETATTR,
+                            libc::AT_FDCWD,
+                            path.as_ptr(),
+                            recursive,
+                            &attr as *const MountAttr,
+                            std::mem::size_of::<MountAttr>(),
+                        ))?;
+                    }
+                }
             }
-            let read_only = MountAttr {
-                attr_set: MOUNT_ATTR_RDONLY,
-                attr_clr: 0,
-                propagation: 0,
-                userns_fd: 0,
-            };
+            // pivot_root(".", "."): the old root ends up stacked on the new one; detaching
+            // the top of the stack leaves only the new root.
+            check(libc::chdir(self.mount_point.as_ptr()).into())?;
             check(libc::syscall(
-                SYS_MOUNT_SETATTR,
-                libc::AT_FDCWD,
-                root.as_ptr(),
-                AT_RECURSIVE,
-                &read_only as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
+                libc::SYS_pivot_root,
+                c".".as_ptr(),
+                c".".as_ptr(),
             ))?;
-            let writable = MountAttr {
-                attr_set: 0,
-                attr_clr: MOUNT_ATTR_RDONLY,
-                propagation: 0,
-                userns_fd: 0,
-            };
-            for path in &self.writable {
-                check(libc::syscall(
-                    SYS_MOUNT_SETATTR,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    AT_RECURSIVE,
-                    &writable as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                ))?;
-            }
+            check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into())?;
+            check(libc::chdir(c"/".as_ptr()).into())?;
             if let Some(cwd) = &self.cwd {
                 check(libc::chdir(cwd.as_ptr()).into())?;
             }
