@@ -86,7 +86,9 @@ mod shell;
 mod workspace;
 
 pub use ananta_core::exec::CommandGate;
-pub use policy::{CommandPolicy, Decision, PolicyError, PolicyGate, PolicyMode, PolicyRules};
+pub use policy::{
+    CommandPolicy, Containment, Decision, Escape, PolicyError, PolicyGate, PolicyMode, PolicyRules,
+};
 #[cfg(target_os = "linux")]
 pub use sandbox::{
     Enforcement, Feature, GitIdentity, KernelSupport, Limits, SandboxConfig, SandboxReport,

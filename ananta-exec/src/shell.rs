@@ -247,6 +247,26 @@ impl ShellExecutor {
         self
     }
 
+    /// What confines the commands this executor runs, for
+    /// [`PolicyGate::contained`](crate::PolicyGate::contained): a strict sandbox that can run
+    /// on this kernel, or [`Containment::None`](crate::Containment::None) (no sandbox, a
+    /// best-effort one, or one this kernel cannot provide).
+    pub fn containment(&self) -> crate::Containment {
+        match &self.config.sandbox {
+            Some(sandbox)
+                if sandbox.enforcement == crate::sandbox::Enforcement::Strict
+                    && sandbox
+                        .plan(crate::sandbox::KernelSupport::current())
+                        .is_ok() =>
+            {
+                crate::Containment::Sandbox {
+                    network: sandbox.allow_network,
+                }
+            }
+            _ => crate::Containment::None,
+        }
+    }
+
     /// What the sandbox applies on this kernel: `Ok(None)` without a sandbox, and in strict
     /// mode an error when the kernel lacks a required feature, as every run would then fail.
     pub fn sandbox_report(&self) -> Result<Option<crate::sandbox::SandboxReport>, ExecError> {

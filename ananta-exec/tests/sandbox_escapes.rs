@@ -262,7 +262,10 @@ async fn no_process_outlives_a_killed_runner() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !world.ws.join("started").exists() {
-        assert!(Instant::now() < deadline, "the runner never started its command");
+        assert!(
+            Instant::now() < deadline,
+            "the runner never started its command"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let runner_pid = runner.id() as i32;
@@ -276,7 +279,11 @@ async fn no_process_outlives_a_killed_runner() {
     };
     let before = marked();
     assert!(
-        before.iter().filter(|(_, c)| c.starts_with("sleep")).count() >= 4,
+        before
+            .iter()
+            .filter(|(_, c)| c.starts_with("sleep"))
+            .count()
+            >= 4,
         "the command's background jobs should be running: {before:?}"
     );
     // A host crash: the runner dies without any chance to clean up.

@@ -14,6 +14,8 @@
 //! The rules are data ([`PolicyRules`], TOML; the built-in set is `default.toml` beside this
 //! file, also available as [`DEFAULT_RULES_TOML`]).
 
+mod gate;
+mod paths;
 mod rules;
 mod walk;
 
@@ -22,9 +24,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use gate::{Containment, PolicyGate};
+use paths::{
+    CHDIR, Dir, attached_value, cd_target, is_harmless_device, outside_workspace, path_candidates,
+};
 pub use rules::{
-    CommandClass, DEFAULT_RULES_TOML, PathAccess, PathRule, PipelineRule, PolicyRules, PrefixRule,
-    RuleAction, SafeSpec,
+    CommandClass, DEFAULT_RULES_TOML, Escape, PathAccess, PathRule, PipelineRule, PolicyRules,
+    PrefixRule, RuleAction, SafeSpec,
 };
 use rules::{arg_matches, glob_match};
 use walk::{Finding, RedirKind, SimpleCmd, WordInfo};
@@ -34,31 +40,9 @@ pub const RULE_UNPARSEABLE: &str = "unparseable";
 /// The rule name of a denial in [`PolicyMode::ReadOnly`] of anything that is not read-only.
 pub const RULE_READ_ONLY: &str = "read-only";
 
-use ananta_core::exec::CommandGate;
 /// What the policy says about one script: ananta-core's [`Decision`], so that a
 /// [`CommandPolicy`] is a [`CommandGate`] (see [`CommandPolicy::gate`]).
 pub use ananta_core::exec::Decision;
-
-/// A [`CommandPolicy`] with its mode: the [`CommandGate`] a Worker asks before each
-/// command (see [`CommandPolicy::gate`]).
-#[derive(Debug, Clone)]
-pub struct PolicyGate {
-    policy: CommandPolicy,
-    mode: PolicyMode,
-}
-
-impl PolicyGate {
-    /// The mode it decides in.
-    pub fn mode(&self) -> PolicyMode {
-        self.mode
-    }
-}
-
-impl CommandGate for PolicyGate {
-    fn decide(&self, command: &str) -> Decision {
-        self.policy.decide(command, self.mode)
-    }
-}
 
 /// How strict the policy is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -139,7 +123,7 @@ pub struct CommandPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
     Allow { class: CommandClass },
-    Ask(String),
+    Ask(String, Escape),
     Deny { rule: String, reason: String },
 }
 
@@ -191,12 +175,45 @@ impl CommandPolicy {
     /// assert!(!gate.decide("rm -rf ~").is_allow());
     /// ```
     pub fn gate(self, mode: PolicyMode) -> PolicyGate {
-        PolicyGate { policy: self, mode }
+        PolicyGate {
+            policy: self,
+            mode,
+            containment: Containment::None,
+        }
     }
 
-    /// Decides whether `script` may run in `mode`. Never panics; unparseable input is denied
-    /// with rule [`RULE_UNPARSEABLE`].
+    /// Decides whether `script` may run in `mode`, with nothing but the policy between it and
+    /// the host ([`Containment::None`]). Never panics; unparseable input is denied with rule
+    /// [`RULE_UNPARSEABLE`].
     pub fn decide(&self, script: &str, mode: PolicyMode) -> Decision {
+        self.decide_contained(script, mode, Containment::None)
+    }
+
+    /// Decides whether `script` may run in `mode` when it runs with `containment`.
+    ///
+    /// In [`PolicyMode::Approve`] with [`Containment::Sandbox`], what the sandbox contains runs
+    /// without asking — interpreters, compilers, unknown commands, deletions, paths the policy
+    /// cannot follow — and only what it cannot undo or contain still waits for a human (see
+    /// [`Escape`]): the network when the sandbox allows it, pushing and publishing, writes to
+    /// git internals. Deny rules deny in every mode but `Off`.
+    ///
+    /// ```
+    /// use ananta_exec::{CommandPolicy, Containment, Decision, PolicyMode};
+    ///
+    /// let policy = CommandPolicy::builtin();
+    /// let sandbox = Containment::Sandbox { network: false };
+    /// let script = "python3 -c 'print(1)' > out.txt";
+    /// assert!(!policy.decide(script, PolicyMode::Approve).is_allow());
+    /// assert_eq!(policy.decide_contained(script, PolicyMode::Approve, sandbox), Decision::Allow);
+    /// assert!(!policy.decide_contained("git push", PolicyMode::Approve, sandbox).is_allow());
+    /// assert!(policy.decide_contained("rm -rf ~", PolicyMode::Approve, sandbox).is_deny());
+    /// ```
+    pub fn decide_contained(
+        &self,
+        script: &str,
+        mode: PolicyMode,
+        containment: Containment,
+    ) -> Decision {
         if mode == PolicyMode::Off {
             return Decision::Allow;
         }
@@ -213,7 +230,7 @@ impl CommandPolicy {
         let mut verdicts: Vec<Verdict> = Vec::new();
         for finding in &analysis.findings {
             verdicts.push(match finding {
-                Finding::Ask(r) => Verdict::Ask(r.clone()),
+                Finding::Ask(r) => Verdict::Ask(r.clone(), Escape::Never),
                 Finding::Deny { rule, reason } => Verdict::Deny {
                     rule: rule.clone(),
                     reason: reason.clone(),
@@ -225,8 +242,10 @@ impl CommandPolicy {
                 verdicts.push(v);
             }
         }
+        let mut dir = Dir::default();
         for cmd in &analysis.commands {
-            verdicts.push(self.judge(cmd));
+            verdicts.push(self.judge(cmd, &dir));
+            dir.follow(cmd);
         }
 
         if let Some(Verdict::Deny { rule, reason }) =
@@ -237,10 +256,17 @@ impl CommandPolicy {
                 reason: reason.clone(),
             };
         }
+        let contained = |escape: Escape| match containment {
+            Containment::None => false,
+            Containment::Sandbox { network } => {
+                escape == Escape::Never || (escape == Escape::WithNetwork && !network)
+            }
+        };
         let mut reasons: Vec<String> = Vec::new();
         for v in &verdicts {
-            if let Verdict::Ask(r) = v
+            if let Verdict::Ask(r, escape) = v
                 && !reasons.contains(r)
+                && !(mode == PolicyMode::Approve && contained(*escape))
             {
                 reasons.push(r.clone());
             }
@@ -302,7 +328,10 @@ impl CommandPolicy {
                         reason: rule.reason.clone(),
                     }
                 } else {
-                    Verdict::Ask(format!("pipeline {}: {}", rule.name, rule.reason))
+                    Verdict::Ask(
+                        format!("pipeline {}: {}", rule.name, rule.reason),
+                        rule.escapes,
+                    )
                 };
                 worst = Some(stricter(worst, v));
             }
@@ -312,32 +341,38 @@ impl CommandPolicy {
 
     /// The verdict on one simple command: the strictest of its redirections, assignments,
     /// prefix rules, path rules and safe spec.
-    fn judge(&self, cmd: &SimpleCmd) -> Verdict {
-        let mut asks: Vec<String> = Vec::new();
+    fn judge(&self, cmd: &SimpleCmd, dir: &Dir) -> Verdict {
+        let mut asks: Vec<(String, Escape)> = Vec::new();
         let mut class = CommandClass::Read;
         let display = &cmd.display;
 
         for name in &cmd.assignments {
             if self.rules.sensitive_env.iter().any(|g| glob_match(g, name)) {
-                asks.push(format!("sets {name}, which changes how commands run"));
+                asks.push((
+                    format!("sets {name}, which changes how commands run"),
+                    Escape::Never,
+                ));
             }
         }
 
         let command_class = self.command_class(cmd);
         for redir in &cmd.redirects {
             let write = redir.kind == RedirKind::Write;
-            if let Some(v) = self.path_rules(&redir.target, write) {
+            if let Some(v) = self.path_rules(&redir.target, write, dir) {
                 match v {
                     Verdict::Deny { .. } => return v,
-                    Verdict::Ask(r) => asks.push(r),
+                    Verdict::Ask(r, e) => asks.push((r, e)),
                     Verdict::Allow { .. } => {}
                 }
             }
             let target = &redir.target;
             if !target.literal {
-                asks.push(format!(
-                    "redirection to a path computed at run time: {}",
-                    target.text
+                asks.push((
+                    format!(
+                        "redirection to a path computed at run time: {}",
+                        target.text
+                    ),
+                    Escape::Never,
                 ));
                 continue;
             }
@@ -346,7 +381,15 @@ impl CommandPolicy {
             }
             if let Some(why) = outside_workspace(&target.text) {
                 let verb = if write { "writes" } else { "reads" };
-                asks.push(format!("{verb} {why}: {}", target.text));
+                asks.push((format!("{verb} {why}: {}", target.text), Escape::Never));
+            } else if write && dir.unknown {
+                asks.push((
+                    format!(
+                        "writes {} after a `cd` the policy cannot follow",
+                        target.text
+                    ),
+                    Escape::Never,
+                ));
             } else if write {
                 class = CommandClass::Write;
             }
@@ -356,7 +399,10 @@ impl CommandPolicy {
             return finish(display, asks, class);
         };
         if !first.literal || first.glob {
-            asks.push(format!("command name computed at run time: {}", first.text));
+            asks.push((
+                format!("command name computed at run time: {}", first.text),
+                Escape::Never,
+            ));
             return finish(display, asks, class);
         }
         if cmd.calls_function {
@@ -364,6 +410,12 @@ impl CommandPolicy {
         }
         let name = walk_basename(&first.text);
         let args = &cmd.words[1..];
+        if CHDIR.contains(&name) && cd_target(name, args).is_none() {
+            asks.push((
+                "changes to a directory the policy cannot follow".into(),
+                Escape::Never,
+            ));
+        }
 
         // Prefix rules: strictest wins.
         let mut allowed_by_rule: Option<CommandClass> = None;
@@ -374,9 +426,16 @@ impl CommandPolicy {
             }
             let rest = &args[rule.prefix.len().saturating_sub(1).min(args.len())..];
             if !rule.args_any.is_empty()
-                && !rest
-                    .iter()
-                    .any(|a| rule.args_any.iter().any(|p| arg_matches(p, &a.text)))
+                && !rest.iter().any(|a| {
+                    let lower;
+                    let text = if rule.ignore_case {
+                        lower = a.text.to_ascii_lowercase();
+                        &lower
+                    } else {
+                        &a.text
+                    };
+                    rule.args_any.iter().any(|p| arg_matches(p, text))
+                })
             {
                 continue;
             }
@@ -389,7 +448,7 @@ impl CommandPolicy {
                         });
                     }
                 }
-                RuleAction::Ask => asks.push(rule.reason.clone()),
+                RuleAction::Ask => asks.push((rule.reason.clone(), rule.escapes)),
                 RuleAction::Allow => {
                     allowed_by_rule = Some(match allowed_by_rule {
                         Some(c) => max_class(c, rule.class),
@@ -405,10 +464,21 @@ impl CommandPolicy {
         // Path rules on arguments.
         let cmd_writes = command_class.is_none_or(|c| c != CommandClass::Read);
         for arg in args {
-            if let Some(v) = self.path_rules(arg, cmd_writes) {
+            if cmd_writes
+                && dir.unknown
+                && arg.literal
+                && outside_workspace(&arg.text).is_none()
+                && !arg.text.starts_with('-')
+            {
+                asks.push((
+                    format!("names {} after a `cd` the policy cannot follow", arg.text),
+                    Escape::Never,
+                ));
+            }
+            if let Some(v) = self.path_rules(arg, cmd_writes, dir) {
                 match v {
                     Verdict::Deny { .. } => return v,
-                    Verdict::Ask(r) => asks.push(r),
+                    Verdict::Ask(r, e) => asks.push((r, e)),
                     Verdict::Allow { .. } => {}
                 }
             }
@@ -424,11 +494,11 @@ impl CommandPolicy {
         match self.safe_spec(cmd) {
             Some((i, spec)) => {
                 let problems = self.check_spec(i, spec, cmd);
-                asks.extend(problems);
+                asks.extend(problems.into_iter().map(|p| (p, Escape::Never)));
                 finish(display, asks, max_class(class, spec.class))
             }
             None => {
-                asks.push("not known to be safe".into());
+                asks.push(("not known to be safe".into(), Escape::Never));
                 finish(display, asks, class)
             }
         }
@@ -497,7 +567,10 @@ impl CommandPolicy {
             let is_script = !regexes.is_empty() && !is_flag && operands.is_empty();
             if spec.paths && !is_script {
                 let value = if is_flag || is_assignment_like(&arg.text) {
-                    arg.text.split_once('=').map(|(_, v)| v)
+                    arg.text
+                        .split_once('=')
+                        .map(|(_, v)| v)
+                        .or_else(|| attached_value(&arg.text))
                 } else {
                     Some(arg.text.as_str())
                 };
@@ -540,8 +613,9 @@ impl CommandPolicy {
 
     /// The strictest path rule matching a word (an argument or a redirection target);
     /// `write` says whether the access writes.
-    fn path_rules(&self, word: &WordInfo, write: bool) -> Option<Verdict> {
+    fn path_rules(&self, word: &WordInfo, write: bool, dir: &Dir) -> Option<Verdict> {
         let text = word.text.as_str();
+        let candidates = path_candidates(text, dir);
         let mut worst: Option<Verdict> = None;
         for rule in &self.rules.path_rules {
             if rule.action == RuleAction::Allow {
@@ -550,7 +624,6 @@ impl CommandPolicy {
             if rule.access == PathAccess::Write && !write {
                 continue;
             }
-            let candidates = path_candidates(text);
             if candidates
                 .iter()
                 .any(|c| rule.patterns.iter().any(|p| glob_match(p, c)))
@@ -561,7 +634,7 @@ impl CommandPolicy {
                         reason: format!("{}: {text}", rule.reason),
                     }
                 } else {
-                    Verdict::Ask(format!("{}: {text}", rule.reason))
+                    Verdict::Ask(format!("{}: {text}", rule.reason), rule.escapes)
                 };
                 worst = Some(stricter(worst, v));
             }
@@ -574,15 +647,6 @@ impl Default for CommandPolicy {
     fn default() -> Self {
         Self::builtin()
     }
-}
-
-/// The word itself and, for `--opt=value` / `of=value`, the value.
-fn path_candidates(text: &str) -> Vec<&str> {
-    let mut v = vec![text];
-    if let Some((_, value)) = text.split_once('=') {
-        v.push(value);
-    }
-    v
 }
 
 fn walk_basename(text: &str) -> &str {
@@ -607,26 +671,6 @@ fn prefix_matches(prefix: &[String], name: &str, args: &[WordInfo]) -> bool {
             .all(|(p, a)| a.literal && glob_match(p, &a.text))
 }
 
-fn is_harmless_device(path: &str) -> bool {
-    matches!(
-        path,
-        "/dev/null" | "/dev/stdin" | "/dev/stdout" | "/dev/stderr" | "/dev/tty"
-    ) || path.starts_with("/dev/fd/")
-}
-
-/// Why a path is outside the workspace, if it is.
-fn outside_workspace(path: &str) -> Option<&'static str> {
-    if path.starts_with('/') {
-        Some("outside the workspace (absolute)")
-    } else if path.starts_with('~') {
-        Some("in a home directory")
-    } else if path.split('/').any(|c| c == "..") {
-        Some("outside the workspace (`..`)")
-    } else {
-        None
-    }
-}
-
 fn max_class(a: CommandClass, b: CommandClass) -> CommandClass {
     match (a, b) {
         (CommandClass::Read, x) | (x, CommandClass::Read) => x,
@@ -639,7 +683,7 @@ fn stricter(current: Option<Verdict>, new: Verdict) -> Verdict {
     match current {
         None => new,
         Some(c @ Verdict::Deny { .. }) => c,
-        Some(c @ Verdict::Ask(_)) => match new {
+        Some(c @ Verdict::Ask(..)) => match new {
             Verdict::Deny { .. } => new,
             _ => c,
         },
@@ -647,17 +691,18 @@ fn stricter(current: Option<Verdict>, new: Verdict) -> Verdict {
     }
 }
 
-fn finish(display: &str, asks: Vec<String>, class: CommandClass) -> Verdict {
+fn finish(display: &str, asks: Vec<(String, Escape)>, class: CommandClass) -> Verdict {
     if asks.is_empty() {
         Verdict::Allow { class }
     } else {
+        let escape = asks.iter().map(|(_, e)| *e).max().unwrap_or_default();
         let mut unique: Vec<String> = Vec::new();
-        for a in asks {
+        for (a, _) in asks {
             if !unique.contains(&a) {
                 unique.push(a);
             }
         }
-        Verdict::Ask(format!("`{display}`: {}", unique.join("; ")))
+        Verdict::Ask(format!("`{display}`: {}", unique.join("; ")), escape)
     }
 }
 

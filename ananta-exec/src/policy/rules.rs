@@ -32,6 +32,25 @@ pub enum CommandClass {
     Build,
 }
 
+/// Whether a sandbox contains what a rule asks about: in [`PolicyMode::Approve`](super::PolicyMode)
+/// with a strict sandbox ([`Containment::Sandbox`](super::Containment)), asks the sandbox
+/// contains are dropped and the command runs; the others still wait for a human.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Escape {
+    /// The sandbox contains it (writes stay in the workspace, nothing outside is read).
+    #[default]
+    Never,
+    /// It reaches beyond the sandbox when the sandbox allows the network (downloads,
+    /// connections).
+    WithNetwork,
+    /// The sandbox cannot undo or contain it (publishing, pushing, git internals that run
+    /// code on the user's later git commands).
+    Always,
+}
+
 /// Which accesses a [`PathRule`] applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,6 +83,12 @@ pub struct PrefixRule {
     /// Class of the command when `action = "allow"`.
     #[serde(default)]
     pub class: CommandClass,
+    /// Whether `args_any` ignores case (git configuration keys are case-insensitive).
+    #[serde(default)]
+    pub ignore_case: bool,
+    /// Whether a sandbox contains what an `ask` rule asks about.
+    #[serde(default)]
+    pub escapes: Escape,
     /// Why, for humans.
     #[serde(default)]
     pub reason: String,
@@ -82,6 +107,9 @@ pub struct PipelineRule {
     pub to: Vec<String>,
     /// What the rule does (`allow` is meaningless here and ignored).
     pub action: RuleAction,
+    /// Whether a sandbox contains what an `ask` rule asks about.
+    #[serde(default)]
+    pub escapes: Escape,
     /// Why, for humans.
     #[serde(default)]
     pub reason: String,
@@ -100,6 +128,9 @@ pub struct PathRule {
     pub access: PathAccess,
     /// What the rule does (`allow` is ignored).
     pub action: RuleAction,
+    /// Whether a sandbox contains what an `ask` rule asks about.
+    #[serde(default)]
+    pub escapes: Escape,
     /// Why, for humans.
     #[serde(default)]
     pub reason: String,

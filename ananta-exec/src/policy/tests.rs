@@ -184,7 +184,7 @@ fn builtin_ask_rules() {
         "cat /etc/hostname",
         "echo x > /tmp/x",
         "echo x > ../x",
-        "echo x > .git/config",
+        "echo x > .git/info/exclude",
         "git -c core.pager=less log",
         "git log --ext-diff",
         "git diff --output=/tmp/x",
@@ -499,4 +499,154 @@ fn decision_serializes() {
     assert_eq!(json, r#"{"decision":"deny","rule":"r","reason":"why"}"#);
     let back: Decision = serde_json::from_str(&json).unwrap();
     assert!(back.is_deny());
+}
+
+#[test]
+fn writes_to_git_hooks_and_configuration_are_denied_in_every_mode() {
+    for script in [
+        "echo x > .git/config",
+        "cp evil .git/hooks/pre-commit",
+        "cd .git && cd hooks && cp ../../evil pre-commit",
+        "cd .git/hooks; echo evil > post-commit",
+        "cp evil .gi?/hooks/pre-commit",
+        "cp evil .g*/h*/pre-commit",
+        "cp evil .[g]it/hooks/pre-commit",
+        "install -t.git/hooks evil",
+        "cp -t .git/hooks evil",
+        "cp --target-directory=.git/hooks evil",
+        "echo ../x > .git/commondir",
+        "tee .git/config.worktree < cfg",
+        "mkdir -p .git/modules/sub && cp cfg .git/modules/sub/config",
+        "git config core.hooksPath hooks",
+        "git config CORE.HOOKSPATH hooks",
+        "git config --add core.fsmonitor ./x",
+        "git config include.path ../evil.cfg",
+        "git config alias.st '!sh evil'",
+        "git config --file .git/config core.editor vi",
+    ] {
+        for mode in [PolicyMode::ReadOnly, PolicyMode::Approve, PolicyMode::Auto] {
+            let d = CommandPolicy::builtin().decide(script, mode);
+            assert!(d.is_deny(), "{script:?} in {mode}: {d:?}");
+            let d = CommandPolicy::builtin().decide_contained(
+                script,
+                mode,
+                Containment::Sandbox { network: false },
+            );
+            assert!(d.is_deny(), "{script:?} in {mode} with a sandbox: {d:?}");
+        }
+    }
+    assert!(!approve("git config user.name 'A B'").is_deny());
+}
+
+#[test]
+fn the_policy_follows_cd_and_asks_where_it_cannot() {
+    for script in [
+        "cd -; touch x",
+        "cd; echo x > notes.txt",
+        "cd ~ && touch x",
+        "cd /tmp && touch x",
+        "cd .. && touch x",
+        "cd $OLDPWD && touch x",
+        "CDPATH=/tmp cd x && touch y",
+        "export CDPATH=/; cd etc; touch x",
+        "pushd /tmp; touch x; popd",
+        "cd src; popd; touch x",
+        "cd sr? && touch x",
+    ] {
+        assert_ask(script);
+    }
+    assert_eq!(approve("cd src && ls -la"), Decision::Allow);
+    assert_eq!(
+        approve("mkdir -p src/a && cd src/a && touch x"),
+        Decision::Allow
+    );
+}
+
+#[test]
+fn output_paths_attached_to_options_are_outside_the_workspace() {
+    for script in [
+        "sort -o/tmp/x a.txt",
+        "sort -o /tmp/x a.txt",
+        "sort --output=/tmp/x a.txt",
+        "cp -t/tmp a.txt",
+        "cp --target-directory=/tmp a.txt",
+        "cp -t ~/ a.txt",
+    ] {
+        assert_ask(script);
+    }
+}
+
+#[test]
+fn a_sandbox_lets_contained_work_run_and_still_asks_for_what_escapes_it() {
+    let policy = CommandPolicy::builtin();
+    let offline = Containment::Sandbox { network: false };
+    let online = Containment::Sandbox { network: true };
+    let contained = [
+        "python3 -c 'print(1)'",
+        "sed -i 's/a/b/' src/main.rs",
+        "tar czf out.tgz src",
+        "gcc -O2 -o hello hello.c && ./hello",
+        "awk '$1 > 3 { print }' data.txt",
+        "rm -f build.log",
+        "cargo new demo",
+        "git init",
+        "curl https://example.com",
+        "pip install requests",
+        "cd /tmp && touch x",
+        "echo $(whoami) > who.txt",
+    ];
+    for script in contained {
+        assert!(
+            !policy.decide(script, PolicyMode::Approve).is_deny(),
+            "{script}"
+        );
+        assert_eq!(
+            policy.decide_contained(script, PolicyMode::Approve, offline),
+            Decision::Allow,
+            "{script}"
+        );
+    }
+    for script in [
+        "curl https://example.com",
+        "pip install requests",
+        "git fetch",
+    ] {
+        assert!(
+            !policy
+                .decide_contained(script, PolicyMode::Approve, online)
+                .is_allow(),
+            "{script}"
+        );
+    }
+    for script in [
+        "git push origin main",
+        "cargo publish",
+        "echo x > .git/info/exclude",
+    ] {
+        for containment in [offline, online] {
+            assert!(
+                !policy
+                    .decide_contained(script, PolicyMode::Approve, containment)
+                    .is_allow(),
+                "{script}"
+            );
+        }
+    }
+    // Read-only stays read-only, and deny rules deny, whatever contains the command.
+    assert!(
+        policy
+            .decide_contained("touch x", PolicyMode::ReadOnly, offline)
+            .is_deny()
+    );
+    assert!(
+        policy
+            .decide_contained("rm -rf /", PolicyMode::Approve, offline)
+            .is_deny()
+    );
+    let gate = policy.gate(PolicyMode::Approve).contained(offline);
+    assert_eq!(gate.containment(), offline);
+    assert_eq!(
+        ananta_core::exec::CommandGate::decide(&gate, "python3 x.py"),
+        Decision::Allow
+    );
 }

@@ -159,7 +159,10 @@ fn sweep_orphans(parent: &std::path::Path) {
         if std::fs::write(dir.join("cgroup.kill"), "1").is_err() {
             for _ in 0..3 {
                 let members = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in members.lines().filter_map(|l| l.trim().parse::<libc::pid_t>().ok()) {
+                for pid in members
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+                {
                     if pid > 1 {
                         // SAFETY: kill only sends a signal.
                         unsafe { libc::kill(pid, libc::SIGKILL) };

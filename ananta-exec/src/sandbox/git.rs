@@ -123,7 +123,10 @@ pub(crate) struct GitGuard {
 impl GitGuard {
     /// Captures the workspace's git state and returns what the private root must show
     /// specially. `admin_dirs` are the git directories of a worktree (already writable roots).
-    pub(crate) fn prepare(workspace: &Path, admin_dirs: &[PathBuf]) -> (Self, Vec<(PathBuf, Visible)>) {
+    pub(crate) fn prepare(
+        workspace: &Path,
+        admin_dirs: &[PathBuf],
+    ) -> (Self, Vec<(PathBuf, Visible)>) {
         let dot_git = workspace.join(".git");
         let mut visible = Vec::new();
         let mut guard = Self {
@@ -176,7 +179,10 @@ impl GitGuard {
                 sanitize_config(&dot_git.join("config"), &mut undone);
             } else if std::fs::symlink_metadata(&dot_git).is_ok() {
                 let _ = std::fs::remove_file(&dot_git);
-                undone.push(format!("removed {} (made during the run)", dot_git.display()));
+                undone.push(format!(
+                    "removed {} (made during the run)",
+                    dot_git.display()
+                ));
             }
         }
         if dot_git.is_dir() {
@@ -250,8 +256,8 @@ fn restore_dir(state: &GitDirState, undone: &mut Vec<String>) {
     let before = state.hooks.clone().unwrap_or_default();
     for name in now {
         let sample = name.to_str().is_some_and(|n| n.ends_with(".sample"));
-        if !before.contains(&name) && !(sample && state.hooks.as_ref().is_some_and(Vec::is_empty))
-        {
+        let fresh_repo = state.hooks.as_ref().is_some_and(Vec::is_empty);
+        if !(before.contains(&name) || sample && fresh_repo) {
             let path = hooks.join(&name);
             let removed = if path.is_dir() && !path.is_symlink() {
                 std::fs::remove_dir_all(&path)
@@ -259,7 +265,10 @@ fn restore_dir(state: &GitDirState, undone: &mut Vec<String>) {
                 std::fs::remove_file(&path)
             };
             if removed.is_ok() {
-                undone.push(format!("removed hook {} (planted during the run)", path.display()));
+                undone.push(format!(
+                    "removed hook {} (planted during the run)",
+                    path.display()
+                ));
             }
         }
     }
@@ -314,7 +323,12 @@ fn plain_config(text: &str) -> bool {
             }
             continue;
         }
-        let key = line.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+        let key = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !plain_setting(&section, &key) {
             return false;
         }
@@ -366,6 +380,9 @@ mod tests {
     #[test]
     fn the_identity_is_quoted_safely() {
         let id = GitIdentity::new("A \"b\"\n[core]", "a@b");
-        assert_eq!(id.gitconfig(), "[user]\n\tname = \"A b[core]\"\n\temail = \"a@b\"\n");
+        assert_eq!(
+            id.gitconfig(),
+            "[user]\n\tname = \"A b[core]\"\n\temail = \"a@b\"\n"
+        );
     }
 }

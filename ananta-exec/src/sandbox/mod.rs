@@ -69,8 +69,8 @@ use ananta_core::error::ExecError;
 pub use git::GitIdentity;
 pub use kernel::{KernelSupport, PidsCgroup};
 pub use report::{Feature, SandboxReport};
-pub use roots::{ETC_READABLE, default_read_roots};
 pub(crate) use roots::toolchain_homes;
+pub use roots::{ETC_READABLE, default_read_roots};
 
 use cgroup::RunCgroup;
 use child::{ChildSetup, LandlockFd};

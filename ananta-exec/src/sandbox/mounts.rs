@@ -74,12 +74,21 @@ pub(crate) enum Visible {
 enum Op {
     Dir(CString),
     File(CString),
-    Symlink { target: CString, link: CString },
-    Bind { source: CString, target: CString },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Bind {
+        source: CString,
+        target: CString,
+    },
     Tmpfs(CString),
     Proc(CString),
     /// `mount_setattr` on the mount at the path: read-only or writable, recursively.
-    Flags { path: CString, read_only: bool },
+    Flags {
+        path: CString,
+        read_only: bool,
+    },
 }
 
 /// The prepared root of one run.
@@ -184,9 +193,8 @@ impl PrivateRoot {
         // A symlink's target recreated at its own path when the symlink shows it: drop the
         // duplicate (ReadFrom only where the link target stays invisible).
         let visible_at = |kept: &[(PathBuf, Visible)], p: &Path| {
-            kept.iter().any(|(k, kind)| {
-                !matches!(kind, Visible::Symlink(_)) && p.starts_with(k)
-            })
+            kept.iter()
+                .any(|(k, kind)| !matches!(kind, Visible::Symlink(_)) && p.starts_with(k))
         };
         let mut final_entries: Vec<(PathBuf, Visible)> = Vec::new();
         for (path, kind) in &kept {
@@ -212,7 +220,13 @@ impl PrivateRoot {
         let mut fresh = Vec::new();
         let mut made: BTreeSet<PathBuf> = BTreeSet::new();
         for (path, kind) in &final_entries {
-            for ancestor in path.ancestors().skip(1).collect::<Vec<_>>().into_iter().rev() {
+            for ancestor in path
+                .ancestors()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 if ancestor != Path::new("/") && made.insert(ancestor.to_path_buf()) {
                     ops.push(Op::Dir(in_root(ancestor)?));
                 }

@@ -86,4 +86,3 @@ impl fmt::Display for SandboxReport {
         Ok(())
     }
 }
-

@@ -82,7 +82,11 @@ pub fn default_read_roots() -> Vec<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .collect();
-    roots.extend(ETC_READABLE.iter().map(|name| PathBuf::from("/etc").join(name)));
+    roots.extend(
+        ETC_READABLE
+            .iter()
+            .map(|name| PathBuf::from("/etc").join(name)),
+    );
     for (name, dir) in toolchain_homes() {
         if name == "RUSTUP_HOME" {
             roots.push(dir);
