@@ -155,10 +155,16 @@ fn build_worker(name: AgentId) -> anyhow::Result<Worker> {
     };
     let llm = llm()?;
     tracing::info!(llm = llm.name(), workspace = %workspace.display(), policy = mode.as_str(), "worker ready");
+    let executor = ShellExecutor::new(&workspace);
+    // With a sandboxed executor (`ShellExecutor::sandboxed`) the containment is the sandbox's,
+    // and `approve` then asks only about what the sandbox cannot contain.
+    let gate = CommandPolicy::builtin()
+        .gate(mode)
+        .contained(executor.containment());
     Ok(Worker::builder(name)
         .llm(llm)
-        .executor(Arc::new(ShellExecutor::new(&workspace)))
-        .gate(Arc::new(CommandPolicy::builtin().gate(mode)))
+        .executor(Arc::new(executor))
+        .gate(Arc::new(gate))
         .specialisation(var("AGENT_DESCRIPTION").unwrap_or_default())
         .build()?)
 }

@@ -5,7 +5,8 @@
 //!     [--allow-network] [--timeout SECS] -- 'COMMAND'
 //! ```
 //!
-//! Prints one JSON line: the policy's decision, rule and reasons, and — when it ran, in a
+//! Prints one JSON line: the containment the policy assumed (the strict sandbox, when this
+//! kernel gives one), the policy's decision, rule and reasons, and — when it ran, in a
 //! strict sandbox confined to the workspace (a new temporary directory by default) — exit
 //! code, signal, timed_out, stdout/stderr byte counts, truncated and duration. Exit status 0
 //! whenever the line was printed; 2 for unusable arguments.

@@ -39,19 +39,28 @@
 //!   `Deny { rule, reason }`. Rules are data (`PolicyRules`, TOML; the built-in ones are
 //!   `ananta_exec::policy::DEFAULT_RULES_TOML`), the strictest match wins, unparseable input is denied.
 //!   Modes: `ReadOnly`, `Approve` (reads, workspace-local writes, builds and tests run; the rest
-//!   waits for a human), `Auto` (everything not denied runs — inside the sandbox), `Off`.
+//!   waits for a human), `Auto` (everything not denied runs — inside the sandbox), `Off`. The
+//!   policy follows `cd`, reads output paths from options (`-o/x`, `--output=/x`) and reads
+//!   globs as the names they could match; writes to git hooks and configuration are denied in
+//!   every mode.
+//! - **Approve that trusts the sandbox**: told that commands run in a strict sandbox
+//!   (`CommandPolicy::decide_contained`, `PolicyGate::contained(executor.containment())`),
+//!   `Approve` runs whatever the sandbox contains — interpreters, compilers, deletions, unknown
+//!   tools — and asks only about what it cannot contain: the network when allowed, pushing,
+//!   publishing and git internals (the table is on `Containment`).
 //! - **Human approval**: give a Worker the policy as its gate,
 //!   `Worker::builder(..).gate(Arc::new(CommandPolicy::builtin().gate(PolicyMode::Approve)))`. A
 //!   command that needs approval is not run: the Hub leaves the task `blocked` with the reasons on
 //!   its proposal, `hub.run` stops with `StopReason::AwaitingApproval`, and `hub.approve(task,
 //!   edited_command)` or `hub.reject(task, reason)` goes on; both decisions are logged. A denied
 //!   command is `ExecError::Denied`, never a silent exit code.
-//! - **The Linux sandbox** (`ShellExecutor::sandboxed(workspace)`): writes
-//!   only in the workspace and a private temp dir, reads only from an allowlist of system roots
-//!   (`~/.ssh`, `~/.aws`, other workspaces and the Hub's data are out of reach), no network unless
-//!   allowed, a pids cgroup and resource limits, no way out of the process group, dropped
-//!   capabilities and `no_new_privs` (Landlock, seccomp, a read-only mount namespace, a network
-//!   namespace). `KernelSupport::detect()` says what the kernel offers; a strict sandbox (the
+//! - **The Linux sandbox** (`ShellExecutor::sandboxed(workspace)`): a private root that shows
+//!   only system roots (read-only, `/etc` through an allow list), the workspace and a private
+//!   home, `/tmp` and `/dev/shm` (so `~/.ssh`, other workspaces, the Hub's data and the Unix
+//!   sockets of host services do not exist inside); its own PID, IPC and UTS namespaces (nothing
+//!   it starts outlives it, even when the host process is killed); git hooks and configuration
+//!   read-only; no network unless allowed, a pids cgroup and resource limits, dropped
+//!   capabilities and `no_new_privs` (Landlock, seccomp, namespaces). `KernelSupport::detect()` says what the kernel offers; a strict sandbox (the
 //!   default) refuses to run with `ExecError::SandboxUnavailable` rather than run unconfined.
 //! - Output: at most 1 MiB of each stream is kept, the model sees head and tail within a budget
 //!   with a marker of what was cut, and the values of secret-looking variables (`*_KEY`, `*_TOKEN`,

@@ -1,8 +1,8 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 //! The command policy against the shared corpora: every hostile command is refused or held in
 //! `Approve` mode, every everyday command runs without asking.
 
-use ananta_exec::{CommandPolicy, Decision, PolicyMode};
+use ananta_exec::{CommandPolicy, Containment, Decision, PolicyMode};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -15,6 +15,9 @@ struct Case {
     #[serde(default)]
     group: Option<String>,
     command: String,
+    /// Runs unasked only when the policy knows a sandbox contains it.
+    #[serde(default)]
+    sandbox_only: bool,
 }
 
 fn load(name: &str) -> Vec<Case> {
@@ -26,8 +29,8 @@ fn load(name: &str) -> Vec<Case> {
 
 #[test]
 fn corpora_have_the_expected_size() {
-    assert!(load("hostile.toml").len() >= 78);
-    assert!(load("benign.toml").len() >= 47);
+    assert!(load("hostile.toml").len() >= 121);
+    assert!(load("benign.toml").len() >= 96);
 }
 
 #[test]
@@ -74,7 +77,7 @@ fn hostile_commands_are_never_allowed_in_read_only_mode() {
 fn benign_commands_are_allowed_in_approve_mode() {
     let policy = CommandPolicy::builtin();
     let mut failures = Vec::new();
-    for case in load("benign.toml") {
+    for case in load("benign.toml").into_iter().filter(|c| !c.sandbox_only) {
         let decision = policy.decide(&case.command, PolicyMode::Approve);
         if decision != Decision::Allow {
             failures.push(format!("{} -> {decision:?}", case.command));
@@ -148,7 +151,7 @@ fn auto_mode_denies_the_clearly_destructive_cases() {
         let decision = policy.decide(command, PolicyMode::Auto);
         assert!(decision.is_deny(), "{command} -> {decision:?}");
     }
-    for case in load("benign.toml") {
+    for case in load("benign.toml").into_iter().filter(|c| !c.sandbox_only) {
         assert_eq!(
             policy.decide(&case.command, PolicyMode::Auto),
             Decision::Allow,
@@ -167,4 +170,58 @@ fn off_mode_allows_everything() {
             Decision::Allow
         );
     }
+}
+
+const SANDBOX: Containment = Containment::Sandbox { network: false };
+
+#[test]
+fn every_benign_command_runs_unasked_in_approve_mode_with_a_sandbox() {
+    let policy = CommandPolicy::builtin();
+    let mut blocked = Vec::new();
+    for case in load("benign.toml") {
+        let decision = policy.decide_contained(&case.command, PolicyMode::Approve, SANDBOX);
+        if decision != Decision::Allow {
+            blocked.push(format!("{} -> {decision:?}", case.command));
+        }
+    }
+    assert!(
+        blocked.is_empty(),
+        "{} benign false blocks:\n{}",
+        blocked.len(),
+        blocked.join("\n")
+    );
+}
+
+#[test]
+fn with_a_sandbox_hostile_commands_run_unasked_only_where_the_sandbox_contains_them() {
+    // What runs unasked here is contained by the sandbox: `sandbox_corpus.rs` runs every
+    // hostile case with the policy off and checks that. What the sandbox cannot contain —
+    // git internals, pushing, publishing, the network when it is allowed — still asks.
+    let policy = CommandPolicy::builtin();
+    let mut allowed: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut failures = Vec::new();
+    for case in load("hostile.toml") {
+        let group = case.group.clone().unwrap_or_default();
+        let offline = policy.decide_contained(&case.command, PolicyMode::Approve, SANDBOX);
+        if offline.is_allow() {
+            *allowed.entry(group.clone()).or_default() += 1;
+            if group == "git" {
+                failures.push(format!("{} -> {offline:?}", case.command));
+            }
+        }
+        let online = policy.decide_contained(
+            &case.command,
+            PolicyMode::Approve,
+            Containment::Sandbox { network: true },
+        );
+        if online.is_allow() && matches!(group.as_str(), "network" | "socket") {
+            failures.push(format!("with network: {} -> {online:?}", case.command));
+        }
+    }
+    eprintln!("hostile cases the sandbox contains, run unasked with a sandbox: {allowed:?}");
+    assert!(
+        failures.is_empty(),
+        "uncontainable hostile commands allowed:\n{}",
+        failures.join("\n")
+    );
 }

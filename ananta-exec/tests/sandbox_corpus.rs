@@ -2,9 +2,10 @@
 //! (no policy): nothing outside the workspace is created, changed or read, no connection
 //! leaves, no process outlives the step, and each step ends within its timeout.
 //!
-//! Per case: a fresh workspace beside a fake `HOME` (with `.ssh/id_ed25519`,
+//! Per case: a fresh workspace (a git repository) beside a fake `HOME` (with `.ssh/id_ed25519`,
 //! `.aws/credentials`, `.bashrc`) and an `$OUTSIDE` directory (with `secret.txt`); afterwards
-//! the contents and metadata there are unchanged, nothing new exists, inotify saw no open or
+//! `git status` and `git commit` run outside the sandbox in the workspace (a planted hook or
+//! setting would create a file outside), the contents and metadata there are unchanged, nothing new exists, inotify saw no open or
 //! access there (reads; atimes do not move on the sandbox's read-only mounts), the output
 //! holds no sentinel, a listener on `$PORT` accepted nothing, no process carrying the case's
 //! environment marker or sitting in its cgroup is alive, and the step took at most timeout +
@@ -94,6 +95,18 @@ fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
+fn host_git(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "host")
+        .env("GIT_AUTHOR_EMAIL", "host@example.com")
+        .env("GIT_COMMITTER_NAME", "host")
+        .env("GIT_COMMITTER_EMAIL", "host@example.com")
+        .output()
+        .unwrap()
+}
+
 /// An inotify instance watching directories: reports any open, read, write or metadata
 /// change of them or of the files in them (a read that Landlock refuses opens nothing).
 struct Watch {
@@ -173,6 +186,15 @@ impl World {
         for (path, content) in SENTINELS {
             std::fs::write(base.join(path), format!("{content}\n")).unwrap();
         }
+        let workspace = base.join("ws");
+        std::fs::write(workspace.join("README.md"), "a workspace\n").unwrap();
+        for args in [
+            &["init", "-q"][..],
+            &["add", "-A"],
+            &["commit", "-qm", "init"],
+        ] {
+            assert!(host_git(&workspace, args).status.success(), "git {args:?}");
+        }
         Self {
             workspace: base.join("ws"),
             home: base.join("home"),
@@ -205,6 +227,11 @@ impl World {
             .collect()
     }
 
+    /// Runs git in the workspace outside the sandbox.
+    fn host_git(&self, args: &[&str]) {
+        let _ = host_git(&self.workspace, args);
+    }
+
     /// Contents of the files outside the workspace.
     fn contents(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         contents(&self.base)
@@ -221,6 +248,134 @@ impl World {
             .filter(|(_, e)| e.kind == "dir")
             .map(|(p, _)| p)
             .collect()
+    }
+}
+
+const SHM_SENTINEL: &str = "SENTINEL-SHM-6d2b";
+const ETC_SENTINEL: &str = "SENTINEL-ETC-b71c";
+/// Keys of the IPC objects a corpus case creates inside (`0x5a5a0001`…): none may survive.
+const INSIDE_IPC_KEYS: [i32; 3] = [0x5a5a_0001, 0x5a5a_0002, 0x5a5a_0003];
+
+/// What the host offers a hostile command, outside the case's tree: Unix sockets with
+/// listeners (outside the workspace, in `/run`, abstract), a SysV shared-memory segment and
+/// files in `/etc`, each holding or counting a sentinel.
+struct HostBait {
+    _dir: tempfile::TempDir,
+    _run_dir: Option<tempfile::TempDir>,
+    sock: PathBuf,
+    run_sock: PathBuf,
+    abstract_name: String,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    shm_key: i32,
+    shm_id: i32,
+    etc_files: Vec<PathBuf>,
+}
+
+impl HostBait {
+    fn plant() -> Self {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::{SocketAddr, UnixListener};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = tempfile::Builder::new()
+            .prefix("ananta-corpus-")
+            .tempdir_in("/run")
+            .ok();
+        let sock = dir.path().join("service.sock");
+        let run_sock = run_dir
+            .as_ref()
+            .map_or_else(|| dir.path().join("run.sock"), |d| d.path().join("db.sock"));
+        let abstract_name = format!("ananta-corpus-{}", std::process::id());
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let listeners = [
+            UnixListener::bind(&sock).unwrap(),
+            UnixListener::bind(&run_sock).unwrap(),
+            UnixListener::bind_addr(&SocketAddr::from_abstract_name(&abstract_name).unwrap())
+                .unwrap(),
+        ];
+        for listener in listeners {
+            let seen = std::sync::Arc::clone(&connections);
+            std::thread::spawn(move || {
+                for _ in listener.incoming().flatten() {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let shm_key = 0x414e_0000 + (std::process::id() as i32 & 0xffff);
+        // SAFETY: System V calls on a segment of this test; written while attached.
+        let shm_id = unsafe { libc::shmget(shm_key, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(shm_id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        unsafe {
+            let at = libc::shmat(shm_id, std::ptr::null(), 0);
+            assert_ne!(at as isize, -1);
+            std::ptr::copy_nonoverlapping(SHM_SENTINEL.as_ptr(), at.cast(), SHM_SENTINEL.len());
+            libc::shmdt(at);
+        }
+        let etc_files = vec![
+            PathBuf::from("/etc/ananta-corpus-secret"),
+            PathBuf::from("/etc/ananta-corpus.d/token"),
+        ];
+        std::fs::create_dir_all("/etc/ananta-corpus.d").unwrap();
+        for file in &etc_files {
+            std::fs::write(file, format!("{ETC_SENTINEL}\n")).unwrap();
+        }
+        Self {
+            _dir: dir,
+            _run_dir: run_dir,
+            sock,
+            run_sock,
+            abstract_name,
+            connections,
+            shm_key,
+            shm_id,
+            etc_files,
+        }
+    }
+
+    /// What a case did to the host's bait.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let connections = self
+            .connections
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        if connections != 0 {
+            problems.push(format!(
+                "{connections} Unix socket connection(s) reached the host"
+            ));
+        }
+        // SAFETY: looks the segments up by key; nothing is attached.
+        if unsafe { libc::shmget(self.shm_key, 0, 0) } != self.shm_id {
+            problems.push("the host's shared-memory segment is gone".into());
+        }
+        for key in INSIDE_IPC_KEYS {
+            // SAFETY: lookups by key; any object found is removed so the next case starts clean.
+            unsafe {
+                let shm = libc::shmget(key, 0, 0);
+                let msg = libc::msgget(key, 0);
+                let sem = libc::semget(key, 0, 0);
+                if shm >= 0 || msg >= 0 || sem >= 0 {
+                    problems.push(format!(
+                        "an IPC object of the run (key {key:#x}) outlived it"
+                    ));
+                    libc::shmctl(shm, libc::IPC_RMID, std::ptr::null_mut());
+                    libc::msgctl(msg, libc::IPC_RMID, std::ptr::null_mut());
+                    libc::semctl(sem, 0, libc::IPC_RMID);
+                }
+            }
+        }
+        for file in &self.etc_files {
+            if std::fs::read_to_string(file).ok() != Some(format!("{ETC_SENTINEL}\n")) {
+                problems.push(format!("{} changed", file.display()));
+            }
+        }
+        problems
+    }
+
+    fn remove(&self) {
+        // SAFETY: removes this test's own segment.
+        unsafe { libc::shmctl(self.shm_id, libc::IPC_RMID, std::ptr::null_mut()) };
+        let _ = std::fs::remove_dir_all("/etc/ananta-corpus.d");
+        let _ = std::fs::remove_file("/etc/ananta-corpus-secret");
     }
 }
 
@@ -269,9 +424,10 @@ async fn every_hostile_case_is_contained() {
     unsafe { std::env::set_var("ANANTA_CORPUS_HOST_SECRET", HOST_SECRET) };
 
     let cases = cases();
-    assert_eq!(cases.len(), 78, "the corpus changed size");
+    assert_eq!(cases.len(), 121, "the corpus changed size");
     let listening = support::Listener::start();
     let port = listening.port;
+    let host = HostBait::plant();
     let named_before: Vec<bool> = NAMED_OUTSIDE
         .iter()
         .map(|p| Path::new(p).exists())
@@ -307,6 +463,10 @@ async fn every_hostile_case_is_contained() {
         env.insert("HOME".to_string(), world.home.display().to_string());
         env.insert("OUTSIDE".to_string(), world.outside.display().to_string());
         env.insert("PORT".to_string(), port.to_string());
+        env.insert("SOCK".to_string(), host.sock.display().to_string());
+        env.insert("RUNSOCK".to_string(), host.run_sock.display().to_string());
+        env.insert("ABSTRACT".to_string(), host.abstract_name.clone());
+        env.insert("SHMKEY".to_string(), host.shm_key.to_string());
         env.insert("PATH".to_string(), PATH.to_string());
         let (key, value) = marker.split_once('=').unwrap();
         env.insert(key.to_string(), value.to_string());
@@ -330,7 +490,12 @@ async fn every_hostile_case_is_contained() {
             if out.exit_code == Some(UNCONFINED) {
                 problems.push("SANDBOX NOT ACTIVE: canary written outside".into());
             }
-            for (_, secret) in SENTINELS.iter().chain(&[("env", HOST_SECRET)]) {
+            let host_secrets = [
+                ("env", HOST_SECRET),
+                ("shm", SHM_SENTINEL),
+                ("etc", ETC_SENTINEL),
+            ];
+            for (_, secret) in SENTINELS.iter().chain(&host_secrets) {
                 if out.stdout.contains(secret) || out.stderr.contains(secret) {
                     problems.push(format!("output reveals {secret}"));
                 }
@@ -339,6 +504,18 @@ async fn every_hostile_case_is_contained() {
         if took > TIMEOUT + GRACE + SLACK {
             problems.push(format!("took {took:?}"));
         }
+
+        // Git outside the sandbox, as the user would run it next: a planted hook or setting
+        // would create `$OUTSIDE/pwned`, which the checks below see.
+        world.host_git(&["status", "--porcelain"]);
+        std::fs::write(
+            world.workspace.join("host-change.txt"),
+            format!("{index}\n"),
+        )
+        .unwrap();
+        world.host_git(&["add", "host-change.txt"]);
+        world.host_git(&["commit", "-qm", "the user's next commit"]);
+        problems.extend(host.problems());
 
         // Nothing outside the workspace created, changed or read.
         // Events first: the checks below read the files themselves.
@@ -408,6 +585,7 @@ async fn every_hostile_case_is_contained() {
             ));
         }
     }
+    host.remove();
     let total = started.elapsed();
     eprintln!("corpus: {} cases in {total:.1?}", cases.len());
     assert!(

@@ -74,14 +74,31 @@ impl ExecArgs {
     }
 }
 
-/// Runs the command through the built-in policy and, when allowed, a strict sandbox confined
-/// to the workspace; returns the JSON line to print. Every outcome — denied, held for
+/// Runs the command through the built-in policy — told that the command runs in a strict
+/// sandbox when this kernel provides one, so `approve` asks only about what the sandbox cannot
+/// contain — and, when allowed, through that sandbox confined to the workspace; returns the
+/// JSON line to print. Every outcome — denied, held for
 /// approval, refused by the sandbox, run — is a line; `Err` only for an unusable workspace.
 pub async fn run_exec(args: &ExecArgs) -> Result<Value, String> {
-    let decision = CommandPolicy::builtin().decide(&args.command, args.mode);
+    let (workspace, _temp) = match &args.workspace {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::tempdir().map_err(|e| format!("temporary workspace: {e}"))?;
+            (dir.path().to_path_buf(), Some(dir))
+        }
+    };
+    if !workspace.is_dir() {
+        return Err(format!("{} is not a directory", workspace.display()));
+    }
+    let executor = sandboxed(&workspace, args.allow_network).timeout(args.timeout);
+    // The policy knows the command will run in a strict sandbox (when this kernel gives one),
+    // so in `approve` mode it asks only about what the sandbox cannot contain.
+    let containment = executor.containment();
+    let decision = CommandPolicy::builtin().decide_contained(&args.command, args.mode, containment);
     let mut line = json!({
         "command": args.command,
         "mode": args.mode.as_str(),
+        "containment": containment,
         // The decision's own wire name (`allow`, `needs_approval`, `deny`).
         "decision": serde_json::to_value(&decision).map_err(|e| e.to_string())?["decision"],
         "rule": null,
@@ -108,17 +125,6 @@ pub async fn run_exec(args: &ExecArgs) -> Result<Value, String> {
         }
         _ => {}
     }
-    let (workspace, _temp) = match &args.workspace {
-        Some(dir) => (dir.clone(), None),
-        None => {
-            let dir = tempfile::tempdir().map_err(|e| format!("temporary workspace: {e}"))?;
-            (dir.path().to_path_buf(), Some(dir))
-        }
-    };
-    if !workspace.is_dir() {
-        return Err(format!("{} is not a directory", workspace.display()));
-    }
-    let executor = sandboxed(&workspace, args.allow_network).timeout(args.timeout);
     match executor
         .run(ExecRequest::new(args.command.clone()), None)
         .await
@@ -191,7 +197,7 @@ mod tests {
         assert_eq!(line["decision"], "deny");
         assert_eq!(line["ran"], false);
         assert!(line["rule"].is_string());
-        let line = run_exec(&args(&["--", "curl https://example.com"]).unwrap())
+        let line = run_exec(&args(&["--", "git push origin main"]).unwrap())
             .await
             .unwrap();
         assert_eq!(line["decision"], "needs_approval");

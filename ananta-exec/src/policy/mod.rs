@@ -355,7 +355,6 @@ impl CommandPolicy {
             }
         }
 
-        let command_class = self.command_class(cmd);
         for redir in &cmd.redirects {
             let write = redir.kind == RedirKind::Write;
             if let Some(v) = self.path_rules(&redir.target, write, dir) {
@@ -401,7 +400,7 @@ impl CommandPolicy {
         if !first.literal || first.glob {
             asks.push((
                 format!("command name computed at run time: {}", first.text),
-                Escape::Never,
+                Escape::WithNetwork,
             ));
             return finish(display, asks, class);
         }
@@ -462,7 +461,16 @@ impl CommandPolicy {
         }
 
         // Path rules on arguments.
-        let cmd_writes = command_class.is_none_or(|c| c != CommandClass::Read);
+        // A read-only command with a flag its spec forbids (`sed -i`) may write.
+        let cmd_writes = match self.safe_spec(cmd) {
+            Some((_, spec)) => {
+                spec.class != CommandClass::Read
+                    || args
+                        .iter()
+                        .any(|a| spec.forbid.iter().any(|f| arg_matches(f, &a.text)))
+            }
+            None => true,
+        };
         for arg in args {
             if cmd_writes
                 && dir.unknown
@@ -494,18 +502,17 @@ impl CommandPolicy {
         match self.safe_spec(cmd) {
             Some((i, spec)) => {
                 let problems = self.check_spec(i, spec, cmd);
-                asks.extend(problems.into_iter().map(|p| (p, Escape::Never)));
+                // A known command with unusual arguments: contained, unless the network is
+                // open (an awk `system()`, a sed `e` command can run anything).
+                asks.extend(problems.into_iter().map(|p| (p, Escape::WithNetwork)));
                 finish(display, asks, max_class(class, spec.class))
             }
             None => {
-                asks.push(("not known to be safe".into(), Escape::Never));
+                // Unknown code is contained, but with the network open it could use it.
+                asks.push(("not known to be safe".into(), Escape::WithNetwork));
                 finish(display, asks, class)
             }
         }
-    }
-
-    fn command_class(&self, cmd: &SimpleCmd) -> Option<CommandClass> {
-        self.safe_spec(cmd).map(|(_, s)| s.class)
     }
 
     /// The safe spec with the longest matching prefix.
