@@ -45,6 +45,8 @@ pub(crate) struct ChildSetup {
     pub(crate) cgroup_procs: Option<libc::c_int>,
     /// (resource, soft, hard), already clamped to the parent's hard limits.
     pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    /// A network namespace to join (the process's shared, empty one) instead of creating one.
+    pub(crate) net_namespace: Option<libc::c_int>,
     /// `CLONE_NEW*` flags to unshare (network, IPC, UTS, PID, mount).
     pub(crate) unshare: libc::c_int,
     /// The sandbox's own root (needs `CLONE_NEWNS` in `unshare`).
@@ -122,6 +124,9 @@ impl ChildSetup {
                 rlim_max: hard,
             };
             check(unsafe { libc::setrlimit(resource, &limit) })?;
+        }
+        if let Some(fd) = self.net_namespace {
+            check(unsafe { libc::setns(fd, libc::CLONE_NEWNET) })?;
         }
         if self.unshare != 0 {
             check(unsafe { libc::unshare(self.unshare) })?;

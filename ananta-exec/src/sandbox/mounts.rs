@@ -14,10 +14,11 @@
 //! Everything is planned in the parent ([`PrivateRoot::plan`]); the child only makes system
 //! calls on prepared C strings ([`PrivateRoot::apply`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// `mount_setattr(2)`: the same number on every architecture (Linux 5.12).
 const SYS_MOUNT_SETATTR: libc::c_long = 442;
@@ -118,16 +119,33 @@ fn resolve_parent(path: &Path) -> Option<PathBuf> {
     }
 }
 
-impl PrivateRoot {
-    /// Plans a root mounted on `mount_point` (an empty directory) showing `entries`. Host
-    /// paths that do not exist are skipped; a symlink whose target is visible is recreated,
-    /// one whose target is not is replaced by its target (read-only). `tmpfs_size` bounds
-    /// each private `tmpfs`.
-    pub(crate) fn plan(
-        mount_point: &Path,
-        entries: impl IntoIterator<Item = (PathBuf, Visible)>,
-        tmpfs_size: u64,
-    ) -> io::Result<Self> {
+/// What the root shows, resolved against the host: paths sorted (parents first), what bind
+/// mounts already show dropped, symlinks recreated or replaced by their targets, and whether
+/// each mounted source is a directory.
+type Layout = Vec<(PathBuf, Visible, bool)>;
+
+/// Resolves `entries` into a [`Layout`], cached per distinct `entries` (resolving costs
+/// hundreds of system calls; the same executor asks for the same root every run).
+fn layout(entries: Vec<(PathBuf, Visible)>) -> Arc<Layout> {
+    static CACHE: Mutex<BTreeMap<Vec<(PathBuf, Visible)>, Arc<Layout>>> =
+        Mutex::new(BTreeMap::new());
+    if let Ok(cache) = CACHE.lock()
+        && let Some(found) = cache.get(&entries)
+    {
+        return Arc::clone(found);
+    }
+    let resolved = Arc::new(resolve(entries.clone()));
+    if let Ok(mut cache) = CACHE.lock() {
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(entries, Arc::clone(&resolved));
+    }
+    resolved
+}
+
+fn resolve(entries: Vec<(PathBuf, Visible)>) -> Layout {
+    {
         // Resolve host paths; the same path twice keeps the most permissive kind (Write
         // sorts first).
         let mut resolved: Vec<(PathBuf, Visible)> = Vec::new();
@@ -210,6 +228,35 @@ impl PrivateRoot {
             }
             final_entries.push((path.clone(), kind.clone()));
         }
+        final_entries
+            .into_iter()
+            .map(|(path, kind)| {
+                let dir = match &kind {
+                    Visible::ReadFrom(source) => source.is_dir(),
+                    Visible::Read | Visible::Write | Visible::Pin => path.is_dir(),
+                    _ => true,
+                };
+                (path, kind, dir)
+            })
+            .collect()
+    }
+}
+
+impl PrivateRoot {
+    /// Plans a root mounted on `mount_point` (an empty directory) showing `entries` (resolved
+    /// once per distinct list: host paths that do not exist are skipped; a symlink whose
+    /// target is visible is recreated, one whose target is not is replaced by its target,
+    /// read-only) and the run's own `home` (writable). `tmpfs_size` bounds each private
+    /// `tmpfs`.
+    pub(crate) fn plan(
+        mount_point: &Path,
+        entries: Vec<(PathBuf, Visible)>,
+        home: &Path,
+        tmpfs_size: u64,
+    ) -> io::Result<Self> {
+        let mut final_entries: Layout = layout(entries).as_ref().clone();
+        final_entries.push((home.canonicalize()?, Visible::Write, true));
+        final_entries.sort_by(|a, b| a.0.cmp(&b.0));
 
         let in_root = |p: &Path| -> io::Result<CString> {
             let mut joined = mount_point.as_os_str().to_owned();
@@ -219,7 +266,7 @@ impl PrivateRoot {
         let mut ops = Vec::new();
         let mut fresh = Vec::new();
         let mut made: BTreeSet<PathBuf> = BTreeSet::new();
-        for (path, kind) in &final_entries {
+        for (path, kind, is_dir) in &final_entries {
             for ancestor in path
                 .ancestors()
                 .skip(1)
@@ -238,7 +285,7 @@ impl PrivateRoot {
                         Visible::ReadFrom(s) => s.clone(),
                         _ => path.clone(),
                     };
-                    if source.is_dir() {
+                    if *is_dir {
                         made.insert(path.clone());
                         ops.push(Op::Dir(target.clone()));
                     } else {
@@ -272,7 +319,7 @@ impl PrivateRoot {
             path: cstring(mount_point)?,
             read_only: true,
         });
-        for (path, kind) in &final_entries {
+        for (path, kind, _) in &final_entries {
             let read_only = match kind {
                 Visible::Write | Visible::Pin | Visible::Tmpfs => false,
                 Visible::Read | Visible::ReadFrom(_) | Visible::Proc => true,
