@@ -124,11 +124,13 @@ fn resolve_parent(path: &Path) -> Option<PathBuf> {
 /// each mounted source is a directory.
 type Layout = Vec<(PathBuf, Visible, bool)>;
 
+/// What a root should show, before resolution: the key of the layout cache.
+type Entries = Vec<(PathBuf, Visible)>;
+
 /// Resolves `entries` into a [`Layout`], cached per distinct `entries` (resolving costs
 /// hundreds of system calls; the same executor asks for the same root every run).
-fn layout(entries: Vec<(PathBuf, Visible)>) -> Arc<Layout> {
-    static CACHE: Mutex<BTreeMap<Vec<(PathBuf, Visible)>, Arc<Layout>>> =
-        Mutex::new(BTreeMap::new());
+fn layout(entries: Entries) -> Arc<Layout> {
+    static CACHE: Mutex<BTreeMap<Entries, Arc<Layout>>> = Mutex::new(BTreeMap::new());
     if let Ok(cache) = CACHE.lock()
         && let Some(found) = cache.get(&entries)
     {
@@ -144,7 +146,7 @@ fn layout(entries: Vec<(PathBuf, Visible)>) -> Arc<Layout> {
     resolved
 }
 
-fn resolve(entries: Vec<(PathBuf, Visible)>) -> Layout {
+fn resolve(entries: Entries) -> Layout {
     {
         // Resolve host paths; the same path twice keeps the most permissive kind (Write
         // sorts first).
