@@ -445,8 +445,8 @@ pub(crate) struct RunSandbox {
     temp: Option<tempfile::TempDir>,
     home: PathBuf,
     cgroup: Option<RunCgroup>,
-    /// Kept open until the child has been spawned.
-    _ruleset: Option<Ruleset>,
+    /// The Landlock ruleset, kept open until the child has been spawned.
+    _ruleset: Option<std::os::fd::OwnedFd>,
     git: Option<GitGuard>,
     setup: Option<ChildSetup>,
 }
@@ -491,7 +491,7 @@ impl RunSandbox {
                 let mut rs = Ruleset::new(abi, plan.deny_tcp, plan.scope)
                     .map_err(|e| sandbox_err("creating the Landlock ruleset", e))?;
                 let all = rs.handled_fs();
-                let mut add = |path: &Path, access: u64, required: bool| match rs
+                let mut add = |path: &Path, access, required: bool| match rs
                     .allow_path(path, access)
                 {
                     Ok(true) => Ok(()),
@@ -507,14 +507,18 @@ impl RunSandbox {
                     Err(e) => Err(sandbox_err(&format!("allowing {}", path.display()), e)),
                 };
                 for root in &config.read_roots {
-                    add(root, landlock::FS_READ_EXEC, false)?;
+                    add(root, landlock::read_exec(), false)?;
                 }
                 for root in &config.write_roots {
                     add(root, all, false)?;
                 }
                 add(&config.workspace, all, true)?;
                 add(&home, all, true)?;
-                Some(rs)
+                let handled = rs.handled_fs();
+                let fd = rs
+                    .into_fd()
+                    .map_err(|e| sandbox_err("creating the Landlock ruleset", e))?;
+                Some((fd, handled))
             }
             None => None,
         };
@@ -585,21 +589,25 @@ impl RunSandbox {
             unshare,
             root,
             drop_caps: plan.drop_caps,
-            landlock: ruleset.as_ref().map(|rs| {
+            landlock: ruleset.as_ref().map(|(fd, handled)| {
                 use std::os::fd::AsRawFd;
                 LandlockFd {
-                    fd: rs.fd().as_raw_fd(),
-                    read: landlock::FS_READ_EXEC & rs.handled_fs(),
-                    all: rs.handled_fs(),
+                    fd: fd.as_raw_fd(),
+                    read: (landlock::read_exec() & *handled).bits(),
+                    all: handled.bits(),
                 }
             }),
-            seccomp: plan.seccomp.then(|| Filter::new(!config.allow_network)),
+            seccomp: plan
+                .seccomp
+                .then(|| Filter::new(!config.allow_network))
+                .transpose()
+                .map_err(|e| sandbox_err("compiling the seccomp filters", e))?,
         };
         Ok(Self {
             temp: Some(temp),
             home,
             cgroup,
-            _ruleset: ruleset,
+            _ruleset: ruleset.map(|(fd, _)| fd),
             git: Some(git),
             setup: Some(setup),
         })

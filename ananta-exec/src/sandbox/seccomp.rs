@@ -1,162 +1,145 @@
-//! A small seccomp-BPF filter, built in the parent and loaded in the child with one system
-//! call:
+//! Seccomp filters, compiled in the parent with `seccompiler` (the compiler Firecracker uses)
+//! and loaded in the child with one system call each:
 //! - `setsid` and `setpgid` fail with `EPERM`, so nothing leaves the command's process group
 //!   (and session) and killing the group at the end of a run kills every process it started;
-//! - `kill(-1, …)` fails with `EPERM` (a second fence next to Landlock's signal scope);
+//! - `kill(-1, …)` fails with `EPERM` (a second fence next to Landlock's signal scope and the
+//!   PID namespace);
 //! - `io_uring_*` fail with `ENOSYS` (io_uring operations bypass seccomp's view of syscalls);
 //! - without network: `socket` for `AF_INET`, `AF_INET6`, `AF_PACKET` and `AF_NETLINK`
 //!   fails with `EAFNOSUPPORT` (Landlock only covers TCP: this also stops UDP, ICMP and raw).
 //!
-//! Any other architecture than the native one (e.g. 32-bit `int 0x80` calls on x86-64, or the
-//! x32 ABI) is refused.
+//! A call from another architecture (32-bit `int 0x80` on x86-64) kills the process; the x32
+//! numbers of the same calls (bit 30 set, which the architecture check does not tell apart)
+//! get the same rules.
 
+use std::collections::BTreeMap;
 use std::io;
 
-// Classic BPF opcodes (uapi/linux/filter.h, bpf_common.h).
-/// `BPF_LD | BPF_W | BPF_ABS` (the first two are 0).
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
-#[cfg(target_arch = "x86_64")]
-const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
-const BPF_RET_K: u16 = 0x06;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 
-const RET_ALLOW: u32 = 0x7fff_0000;
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
-
-const OFFSET_NR: u32 = 0;
-const OFFSET_ARCH: u32 = 4;
-/// Low 32 bits of `args[0]` (little-endian architectures only).
-const OFFSET_ARG0_LO: u32 = 16;
-
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: u32 = 0xC000_003E;
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: u32 = 0xC000_00B7;
-
-/// Whether this crate can build a filter for the target architecture.
+/// Whether `seccompiler` can build a filter for the target architecture.
 pub(crate) const SUPPORTED_ARCH: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
+#[cfg(target_arch = "x86_64")]
+const ARCH: Option<TargetArch> = Some(TargetArch::x86_64);
+#[cfg(target_arch = "aarch64")]
+const ARCH: Option<TargetArch> = Some(TargetArch::aarch64);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+const ARCH: Option<TargetArch> = None;
 
-fn jeq(k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter {
-        code: BPF_JMP_JEQ_K,
-        jt,
-        jf,
-        k,
-    }
-}
+/// Bit 30 of an x86-64 system call number: the x32 ABI, numbered like the 64-bit calls.
+const X32: i64 = 0x4000_0000;
 
-fn errno(e: i32) -> libc::sock_filter {
-    stmt(BPF_RET_K, RET_ERRNO | (e as u32 & 0xffff))
-}
-
-fn nr(n: libc::c_long) -> u32 {
-    n as u32
-}
-
-/// A compiled filter.
+/// The compiled programs of a run, loaded in order.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
-    program: Vec<libc::sock_filter>,
+    programs: Vec<BpfProgram>,
+}
+
+/// One rule that matches when argument `index` equals `value` (compared as 32 bits).
+fn arg_is(index: u8, value: u64) -> Result<SeccompRule, seccompiler::BackendError> {
+    SeccompRule::new(vec![SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        value,
+    )?])
+}
+
+/// A program returning `errno` for the calls in `rules` (an empty rule list matches every
+/// call of that number) and allowing everything else.
+fn program(rules: Vec<(i64, Vec<SeccompRule>)>, errno: i32) -> io::Result<BpfProgram> {
+    let arch = ARCH.ok_or_else(|| io::Error::from_raw_os_error(libc::ENOSYS))?;
+    let mut map: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for (call, rule) in rules {
+        if cfg!(target_arch = "x86_64") {
+            map.insert(call | X32, rule.clone());
+        }
+        map.insert(call, rule);
+    }
+    let filter = SeccompFilter::new(
+        map,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        arch,
+    )
+    .map_err(io::Error::other)?;
+    filter.try_into().map_err(io::Error::other)
 }
 
 impl Filter {
-    /// The filter for a run; `deny_network` adds the socket-family rules.
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub(crate) fn new(deny_network: bool) -> Self {
-        let mut p = vec![
-            stmt(BPF_LD_W_ABS, OFFSET_ARCH),
-            jeq(AUDIT_ARCH, 1, 0),
-            stmt(BPF_RET_K, RET_KILL_PROCESS),
-            stmt(BPF_LD_W_ABS, OFFSET_NR),
+    /// The filters of a run; `deny_network` adds the socket-family rules.
+    pub(crate) fn new(deny_network: bool) -> io::Result<Self> {
+        let minus_one = u64::from(u32::MAX); // -1 as a 32-bit argument
+        let mut programs = vec![
+            program(
+                vec![
+                    (libc::SYS_setsid, vec![]),
+                    (libc::SYS_setpgid, vec![]),
+                    (
+                        libc::SYS_kill,
+                        vec![arg_is(0, minus_one).map_err(io::Error::other)?],
+                    ),
+                ],
+                libc::EPERM,
+            )?,
+            program(
+                vec![
+                    (libc::SYS_io_uring_setup, vec![]),
+                    (libc::SYS_io_uring_enter, vec![]),
+                    (libc::SYS_io_uring_register, vec![]),
+                ],
+                libc::ENOSYS,
+            )?,
         ];
-        #[cfg(target_arch = "x86_64")]
-        {
-            // x32 system calls (bit 30) go through a different table: refuse them all.
-            p.push(libc::sock_filter {
-                code: BPF_JMP_JGE_K,
-                jt: 0,
-                jf: 1,
-                k: 0x4000_0000,
-            });
-            p.push(errno(libc::ENOSYS));
-        }
-        for (call, e) in [
-            (libc::SYS_setsid, libc::EPERM),
-            (libc::SYS_setpgid, libc::EPERM),
-            (libc::SYS_io_uring_setup, libc::ENOSYS),
-            (libc::SYS_io_uring_enter, libc::ENOSYS),
-            (libc::SYS_io_uring_register, libc::ENOSYS),
-        ] {
-            p.push(jeq(nr(call), 0, 1));
-            p.push(errno(e));
-        }
-        // kill(-1, sig): signal every process we may signal.
-        p.push(jeq(nr(libc::SYS_kill), 0, 4));
-        p.push(stmt(BPF_LD_W_ABS, OFFSET_ARG0_LO));
-        p.push(jeq(u32::MAX, 0, 1));
-        p.push(errno(libc::EPERM));
-        p.push(stmt(BPF_RET_K, RET_ALLOW));
         if deny_network {
             let families = [
                 libc::AF_INET,
                 libc::AF_INET6,
                 libc::AF_PACKET,
                 libc::AF_NETLINK,
-            ];
-            let block = 1 + 2 * families.len() + 1;
-            p.push(jeq(nr(libc::SYS_socket), 0, block as u8));
-            p.push(stmt(BPF_LD_W_ABS, OFFSET_ARG0_LO));
-            for family in families {
-                p.push(jeq(family as u32, 0, 1));
-                p.push(errno(libc::EAFNOSUPPORT));
-            }
-            p.push(stmt(BPF_RET_K, RET_ALLOW));
+            ]
+            .into_iter()
+            .map(|family| arg_is(0, family as u64))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+            programs.push(program(
+                vec![(libc::SYS_socket, families)],
+                libc::EAFNOSUPPORT,
+            )?);
         }
-        p.push(stmt(BPF_RET_K, RET_ALLOW));
-        Self { program: p }
+        Ok(Self { programs })
     }
 
-    /// Unsupported architecture: an empty filter that [`load`](Self::load) refuses.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub(crate) fn new(_deny_network: bool) -> Self {
-        Self {
-            program: Vec::new(),
-        }
-    }
-
-    /// Installs the filter on the calling thread. Async-signal-safe (no allocation): one
-    /// system call. Requires `PR_SET_NO_NEW_PRIVS` (or `CAP_SYS_ADMIN`).
+    /// Installs the filters on the calling thread. Async-signal-safe (no allocation): one
+    /// `prctl` and one `seccomp` call per program.
     pub(crate) fn load(&self) -> io::Result<()> {
-        if self.program.is_empty() {
-            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
-        }
-        let prog = libc::sock_fprog {
-            len: self.program.len() as libc::c_ushort,
-            filter: self.program.as_ptr().cast_mut(),
-        };
-        // SAFETY: prog points at our program, alive for the duration of the call; the kernel
-        // copies it.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0u32,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
+        for program in &self.programs {
+            seccompiler::apply_filter(program).map_err(|e| match e {
+                seccompiler::Error::Prctl(err) | seccompiler::Error::Seccomp(err) => err,
+                _ => io::Error::from_raw_os_error(libc::EINVAL),
+            })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filters_compile_with_and_without_network_rules() {
+        if !SUPPORTED_ARCH {
+            return;
+        }
+        let offline = Filter::new(true).unwrap();
+        let online = Filter::new(false).unwrap();
+        assert_eq!(offline.programs.len(), 3);
+        assert_eq!(online.programs.len(), 2);
+        assert!(offline.programs.iter().all(|p| !p.is_empty()));
     }
 }
