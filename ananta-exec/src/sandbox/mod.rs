@@ -678,6 +678,7 @@ fn visible_entries(config: &SandboxConfig, namespaces: bool) -> Vec<(PathBuf, Vi
     }
     entries.push((config.workspace.clone(), Visible::Write));
     entries.push(("/tmp".into(), Visible::Tmpfs));
+    entries.push(("/var/tmp".into(), Visible::Tmpfs));
     entries.push(("/dev/shm".into(), Visible::Tmpfs));
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),

@@ -60,7 +60,8 @@ pub const ETC_READABLE: &[&str] = &[
 ];
 
 /// The default read-and-execute roots: system binaries and libraries (`/usr`, `/bin`, `/sbin`,
-/// `/lib*`, `/opt`), the [`ETC_READABLE`] entries of `/etc`, `/proc` (in the sandbox a fresh
+/// `/lib*`, `/opt`), the package database (`/var/lib/dpkg`), the [`ETC_READABLE`] entries
+/// of `/etc`, `/proc` (in the sandbox a fresh
 /// one that shows only the run's own processes), `/dev/urandom` and `/dev/random`, and the
 /// Rust toolchain (`$RUSTUP_HOME`, and the `bin`, `registry` and `git` directories of
 /// `$CARGO_HOME`, not its credentials; `~/.rustup` and `~/.cargo` when the variables are not
@@ -78,6 +79,7 @@ pub fn default_read_roots() -> Vec<PathBuf> {
         "/proc",
         "/dev/urandom",
         "/dev/random",
+        "/var/lib/dpkg",
     ]
     .iter()
     .map(PathBuf::from)
