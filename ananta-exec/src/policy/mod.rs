@@ -41,7 +41,7 @@ pub const RULE_UNPARSEABLE: &str = "unparseable";
 pub const RULE_READ_ONLY: &str = "read-only";
 
 /// What the policy says about one script: ananta-core's [`Decision`], so that a
-/// [`CommandPolicy`] is a [`CommandGate`] (see [`CommandPolicy::gate`]).
+/// [`CommandPolicy`] is a [`CommandGate`](ananta_core::exec::CommandGate) (see [`CommandPolicy::gate`]).
 pub use ananta_core::exec::Decision;
 
 /// How strict the policy is.
@@ -164,7 +164,7 @@ impl CommandPolicy {
         &self.rules
     }
 
-    /// This policy in `mode` as a [`CommandGate`], for `Worker::builder(..).gate(..)`:
+    /// This policy in `mode` as a [`CommandGate`](ananta_core::exec::CommandGate), for `Worker::builder(..).gate(..)`:
     ///
     /// ```
     /// use ananta_core::exec::{CommandGate, Decision};
