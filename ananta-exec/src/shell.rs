@@ -418,7 +418,11 @@ impl ShellExecutor {
         let mut cmd = self.command(&request, &prepared, sandbox.as_mut())?;
 
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|err| {
+        let spawned = match &sandbox {
+            Some(sandbox) => sandbox.spawn(|| cmd.spawn())?,
+            None => cmd.spawn(),
+        };
+        let mut child = spawned.map_err(|err| {
             let what = if sandbox.is_some() {
                 "sandbox setup or "
             } else {

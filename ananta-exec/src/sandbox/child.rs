@@ -47,7 +47,9 @@ pub(crate) struct ChildSetup {
     pub(crate) rlimits: Vec<(Resource, u64, u64)>,
     /// A network namespace to join (the process's shared, empty one) instead of creating one.
     pub(crate) net_namespace: Option<libc::c_int>,
-    /// `CLONE_NEW*` flags to unshare (network, IPC, UTS, PID, mount).
+    /// `CLONE_NEW*` flags to unshare (network, IPC, UTS, mount). The PID namespace is made
+    /// by the spawning thread ([`super::RunSandbox::spawn`]), so the command is its first
+    /// process without a second fork.
     pub(crate) unshare: libc::c_int,
     /// The sandbox's own root (needs `CLONE_NEWNS` in `unshare`).
     pub(crate) root: Option<PrivateRoot>,
@@ -112,6 +114,8 @@ impl ChildSetup {
         }
         set_parent_death_signal()?;
         // The parent may have died between fork and prctl; then no signal would ever come.
+        // (In its own PID namespace the command's parent has no id: `parent` is 0 then, and
+        // the executor's group kill and the cgroup sweep cover that instant.)
         if self.parent != 0 && unsafe { libc::getppid() } != self.parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
@@ -130,11 +134,6 @@ impl ChildSetup {
         }
         if self.unshare != 0 {
             check(unsafe { libc::unshare(self.unshare) })?;
-        }
-        if self.unshare & libc::CLONE_NEWPID != 0 {
-            // The command becomes the first process of the new PID namespace; this process
-            // stays outside as its parent and never returns from here.
-            become_init()?;
         }
         if self.unshare & libc::CLONE_NEWUTS != 0 {
             let name = b"ananta-sandbox";
@@ -176,55 +175,6 @@ fn set_parent_death_signal() -> io::Result<()> {
             0,
         )
     })
-}
-
-/// After `unshare(CLONE_NEWPID)`: forks the namespace's first process, which returns to go on
-/// with the setup and exec the command. This process keeps no descriptor (so the spawner's
-/// pipes and exec-error channel belong to the command alone), waits for it and ends the same
-/// way: its exit code, or its signal. When this process dies — killed with the run's group,
-/// or through its parent-death signal when the host process dies — the first process gets
-/// SIGKILL, and with it the kernel kills every process of the namespace: nothing the command
-/// started outlives it.
-fn become_init() -> io::Result<()> {
-    // SAFETY (all calls): plain system calls in a single-threaded child, with integer
-    // arguments or pointers to stack data.
-    let pid = unsafe { libc::fork() };
-    if pid == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // Re-armed: the parent-death signal does not survive fork. A parent that died
-        // in between is caught by the executor's group kill and the cgroup sweep.
-        set_parent_death_signal()?;
-        return Ok(());
-    }
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
-            for fd in 0..1024 {
-                libc::close(fd);
-            }
-        }
-        let mut status: libc::c_int = 0;
-        loop {
-            let rc = libc::waitpid(pid, &mut status, 0);
-            if rc == pid {
-                break;
-            }
-            if rc == -1 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                libc::_exit(127);
-            }
-        }
-        if libc::WIFEXITED(status) {
-            libc::_exit(libc::WEXITSTATUS(status));
-        }
-        let signal = libc::WTERMSIG(status);
-        libc::signal(signal, libc::SIG_DFL);
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_UNBLOCK, &all, std::ptr::null_mut());
-        libc::kill(libc::getpid(), signal);
-        libc::_exit(128 + signal)
-    }
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {

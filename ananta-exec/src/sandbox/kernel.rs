@@ -231,3 +231,17 @@ pub(crate) fn shared_net_namespace() -> Option<libc::c_int> {
         .as_ref()
         .map(|fd| fd.as_raw_fd())
 }
+
+/// This process's own PID namespace (opened once), to which a thread that made a new one for
+/// its children returns.
+pub(crate) fn host_pid_namespace() -> Option<libc::c_int> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    static HOST: OnceLock<Option<OwnedFd>> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::File::open("/proc/self/ns/pid")
+            .ok()
+            .map(OwnedFd::from)
+    })
+    .as_ref()
+    .map(|fd| fd.as_raw_fd())
+}

@@ -442,6 +442,8 @@ struct Plan {
 /// The sandbox of one run: private home, cgroup, Landlock ruleset, git guard and child setup.
 #[derive(Debug)]
 pub(crate) struct RunSandbox {
+    /// The command is the first process of a new PID namespace.
+    pid_namespace: bool,
     temp: Option<tempfile::TempDir>,
     home: PathBuf,
     cgroup: Option<RunCgroup>,
@@ -576,13 +578,17 @@ impl RunSandbox {
             None
         };
         if plan.namespaces {
-            unshare |= libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+            unshare |= libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
         }
         if root.is_some() {
             unshare |= libc::CLONE_NEWNS;
         }
         let setup = ChildSetup {
-            parent: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+            parent: if plan.namespaces {
+                0
+            } else {
+                libc::pid_t::try_from(std::process::id()).unwrap_or(0)
+            },
             cgroup_procs: cgroup.as_ref().map(RunCgroup::procs_fd),
             rlimits: child::clamp_rlimits(rlimits),
             net_namespace,
@@ -604,6 +610,7 @@ impl RunSandbox {
                 .map_err(|e| sandbox_err("compiling the seccomp filters", e))?,
         };
         Ok(Self {
+            pid_namespace: plan.namespaces,
             temp: Some(temp),
             home,
             cgroup,
@@ -631,6 +638,42 @@ impl RunSandbox {
             setup.install(cmd);
         }
         Ok(())
+    }
+
+    /// Calls `spawn` (which forks the command) so that, with PID namespaces, the command is
+    /// the first process of a new one: the calling thread's children go into a new PID
+    /// namespace for the duration of the call only (`unshare(CLONE_NEWPID)` affects the
+    /// calling thread's future children; the thread's own is restored before returning, even
+    /// if `spawn` panics). One fork instead of two: a second fork from the child costs a copy
+    /// of the host process's page tables (about 1.7 ms in the exec bench).
+    pub(crate) fn spawn<T>(&self, spawn: impl FnOnce() -> T) -> Result<T, ExecError> {
+        if !self.pid_namespace {
+            return Ok(spawn());
+        }
+        let host = kernel::host_pid_namespace().ok_or_else(|| {
+            ExecError::Spawn("sandbox: this process's PID namespace cannot be opened".into())
+        })?;
+        struct Restore(libc::c_int);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                // SAFETY: setns with a namespace descriptor this process keeps open.
+                if unsafe { libc::setns(self.0, libc::CLONE_NEWPID) } != 0 {
+                    tracing::error!(
+                        error = %std::io::Error::last_os_error(),
+                        "could not restore the thread's PID namespace for children"
+                    );
+                }
+            }
+        }
+        // SAFETY: unshare with a flag that changes only this thread's future children.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return Err(ExecError::Spawn(format!(
+                "sandbox: creating the PID namespace: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        let _restore = Restore(host);
+        Ok(spawn())
     }
 
     /// After the run (process group already killed): kills what is left in the cgroup,
