@@ -95,18 +95,6 @@ fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         .collect()
 }
 
-fn host_git(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "host")
-        .env("GIT_AUTHOR_EMAIL", "host@example.com")
-        .env("GIT_COMMITTER_NAME", "host")
-        .env("GIT_COMMITTER_EMAIL", "host@example.com")
-        .output()
-        .unwrap()
-}
-
 /// An inotify instance watching directories: reports any open, read, write or metadata
 /// change of them or of the files in them (a read that Landlock refuses opens nothing).
 struct Watch {
@@ -193,7 +181,10 @@ impl World {
             &["add", "-A"],
             &["commit", "-qm", "init"],
         ] {
-            assert!(host_git(&workspace, args).status.success(), "git {args:?}");
+            assert!(
+                support::host_git(&workspace, args).status.success(),
+                "git {args:?}"
+            );
         }
         Self {
             workspace: base.join("ws"),
@@ -229,7 +220,7 @@ impl World {
 
     /// Runs git in the workspace outside the sandbox.
     fn host_git(&self, args: &[&str]) {
-        let _ = host_git(&self.workspace, args);
+        let _ = support::host_git(&self.workspace, args);
     }
 
     /// Contents of the files outside the workspace.

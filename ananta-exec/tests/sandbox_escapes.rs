@@ -307,19 +307,6 @@ async fn no_process_outlives_a_killed_runner() {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "host")
-        .env("GIT_AUTHOR_EMAIL", "host@example.com")
-        .env("GIT_COMMITTER_NAME", "host")
-        .env("GIT_COMMITTER_EMAIL", "host@example.com")
-        .env_remove("GIT_DIR")
-        .output()
-        .unwrap()
-}
-
 /// Ways a sandboxed command could leave code for git to run later, each with `$EVIL` (a
 /// script that creates a file in `$OUTSIDE`) at hand.
 const PLANTINGS: &[&str] = &[
@@ -356,9 +343,13 @@ async fn planted_git_hooks_and_settings_never_run_outside() {
         let world = World::new();
         let ws = &world.ws;
         std::fs::write(ws.join("README.md"), "repo\n").unwrap();
-        assert!(git(ws, &["init", "-q"]).status.success());
-        assert!(git(ws, &["add", "-A"]).status.success());
-        assert!(git(ws, &["commit", "-qm", "init"]).status.success());
+        assert!(support::host_git(ws, &["init", "-q"]).status.success());
+        assert!(support::host_git(ws, &["add", "-A"]).status.success());
+        assert!(
+            support::host_git(ws, &["commit", "-qm", "init"])
+                .status
+                .success()
+        );
         let evil = world.ws.join("evil.sh");
         let pwned = world.outside.join("pwned");
         std::fs::write(
@@ -375,7 +366,7 @@ async fn planted_git_hooks_and_settings_never_run_outside() {
             // The control: planted on the host, the hook does run (so `pwned` detects it).
             let hook = ws.join(".git/hooks/pre-commit");
             std::fs::copy(&evil, &hook).unwrap();
-            let _ = git(ws, &["commit", "-q", "--allow-empty", "-m", "control"]);
+            let _ = support::host_git(ws, &["commit", "-q", "--allow-empty", "-m", "control"]);
             assert!(pwned.exists(), "the control hook did not run");
             std::fs::remove_file(&pwned).unwrap();
             std::fs::remove_file(&hook).unwrap();
@@ -387,10 +378,10 @@ async fn planted_git_hooks_and_settings_never_run_outside() {
             .run(&exec, &format!("EVIL='{}'; {planting}", evil.display()))
             .await;
         // Whatever happened inside, outside nothing runs: not on `git status`, not on commit.
-        let status = git(ws, &["status", "--porcelain"]);
+        let status = support::host_git(ws, &["status", "--porcelain"]);
         std::fs::write(ws.join("change.txt"), format!("{index}\n")).unwrap();
-        let _ = git(ws, &["add", "change.txt"]);
-        let commit = git(ws, &["commit", "-qm", "after the planting"]);
+        let _ = support::host_git(ws, &["add", "change.txt"]);
+        let commit = support::host_git(ws, &["commit", "-qm", "after the planting"]);
         assert!(
             !pwned.exists(),
             "planting {index} `{planting}` ran outside the sandbox\nrun: {out:?}\nstatus: {status:?}\ncommit: {commit:?}"
@@ -417,6 +408,6 @@ async fn sandboxed_git_commits_work_with_the_configured_identity() {
     assert!(out.success(), "{out:?}");
     assert_eq!(out.stdout, "Sandboxed Agent <a@b.c>\n", "{out:?}");
     // The repository made inside is an ordinary one outside.
-    let log = git(&world.ws, &["log", "--oneline"]);
+    let log = support::host_git(&world.ws, &["log", "--oneline"]);
     assert_eq!(String::from_utf8_lossy(&log.stdout).lines().count(), 2);
 }

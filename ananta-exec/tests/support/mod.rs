@@ -92,3 +92,18 @@ impl Listener {
         self.accepted.load(Ordering::SeqCst)
     }
 }
+
+/// Runs git in `dir` as the user would on the host, outside any sandbox (with an identity, and
+/// no `GIT_DIR` from the environment).
+pub fn host_git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "host")
+        .env("GIT_AUTHOR_EMAIL", "host@example.com")
+        .env("GIT_COMMITTER_NAME", "host")
+        .env("GIT_COMMITTER_EMAIL", "host@example.com")
+        .env_remove("GIT_DIR")
+        .output()
+        .unwrap()
+}
