@@ -117,6 +117,8 @@ pub struct CommandPolicy {
     rules: PolicyRules,
     /// Compiled `first_operand_regex` of each safe spec, in order.
     operand_regexes: Vec<Vec<regex::Regex>>,
+    /// Compiled `forbid_regex` of each safe spec, in order.
+    forbid_regexes: Vec<Vec<regex::Regex>>,
 }
 
 /// The verdict on one simple command or finding.
@@ -133,24 +135,28 @@ impl CommandPolicy {
         Self::new(PolicyRules::builtin()).unwrap_or_else(|_| Self {
             rules: PolicyRules::empty(),
             operand_regexes: Vec::new(),
+            forbid_regexes: Vec::new(),
         })
     }
 
     /// A policy from rules, checking them first.
     pub fn new(rules: PolicyRules) -> Result<Self, PolicyError> {
         rules.validate()?;
+        let compile = |list: &[String]| -> Result<Vec<regex::Regex>, PolicyError> {
+            list.iter()
+                .map(|re| regex::Regex::new(re).map_err(|e| PolicyError::Invalid(e.to_string())))
+                .collect()
+        };
         let mut operand_regexes = Vec::with_capacity(rules.safe.len());
+        let mut forbid_regexes = Vec::with_capacity(rules.safe.len());
         for spec in &rules.safe {
-            let mut compiled = Vec::new();
-            for re in &spec.first_operand_regex {
-                compiled
-                    .push(regex::Regex::new(re).map_err(|e| PolicyError::Invalid(e.to_string()))?);
-            }
-            operand_regexes.push(compiled);
+            operand_regexes.push(compile(&spec.first_operand_regex)?);
+            forbid_regexes.push(compile(&spec.forbid_regex)?);
         }
         Ok(Self {
             rules,
             operand_regexes,
+            forbid_regexes,
         })
     }
 
@@ -557,6 +563,16 @@ impl CommandPolicy {
             }
             if spec.forbid.iter().any(|f| arg_matches(f, &arg.text)) {
                 problems.push(format!("`{}` is not allowed for {name}", arg.text));
+            }
+            if let Some(re) = self
+                .forbid_regexes
+                .get(index)
+                .and_then(|list| list.iter().find(|re| re.is_match(&arg.text)))
+            {
+                problems.push(format!(
+                    "`{}` is not allowed in arguments of {name}",
+                    re.as_str()
+                ));
             }
             if let Some(s) = spec
                 .forbid_substrings

@@ -91,13 +91,18 @@ pub(super) fn cd_target(name: &str, args: &[WordInfo]) -> Option<Vec<String>> {
     )
 }
 
-/// The value attached to a short option that looks like a path (`-o/x`, `-t.git/hooks`).
+/// The value attached to a short option that looks like a path (`-o/x`, `-t.git/hooks`, and
+/// in a cluster from its first `/` or `~`: `-cf/tmp/x`).
 pub(super) fn attached_value(text: &str) -> Option<&str> {
     if !text.starts_with('-') || text.starts_with("--") || text.len() <= 2 {
         return None;
     }
     let value = text.get(2..)?;
-    (value.starts_with(['/', '~', '.']) || value.contains('/')).then_some(value)
+    if value.starts_with(['/', '~', '.']) {
+        return Some(value);
+    }
+    // A cluster (`-cf/tmp/x`): the path starts where the first `/` or `~` does.
+    value.find(['/', '~']).map(|at| &value[at..])
 }
 
 /// Every way a path rule may see a word: the word itself, a value after `=` (`--opt=value`,

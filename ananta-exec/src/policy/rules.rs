@@ -157,6 +157,10 @@ pub struct SafeSpec {
     /// (e.g. `system(` for awk).
     #[serde(default)]
     pub forbid_substrings: Vec<String>,
+    /// Regular expressions that make the command unsafe when they match any argument (e.g.
+    /// an awk `print` redirected or piped, where a bare `>` would also be a comparison).
+    #[serde(default)]
+    pub forbid_regex: Vec<String>,
     /// If not empty, the first operand (non-flag argument) must match one of these regular
     /// expressions (e.g. a `sed -n` script that only prints).
     #[serde(default)]
@@ -238,7 +242,7 @@ impl PolicyRules {
             if spec.prefix.is_empty() {
                 return Err(Invalid(format!("safe #{}: empty prefix", i + 1)));
             }
-            for re in &spec.first_operand_regex {
+            for re in spec.first_operand_regex.iter().chain(&spec.forbid_regex) {
                 regex::Regex::new(re).map_err(|e| {
                     Invalid(format!(
                         "safe #{} ({}): bad regex: {e}",

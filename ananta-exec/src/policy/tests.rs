@@ -650,3 +650,44 @@ fn a_sandbox_lets_contained_work_run_and_still_asks_for_what_escapes_it() {
         Decision::Allow
     );
 }
+
+#[test]
+fn everyday_tools_run_unasked_without_a_sandbox_where_their_arguments_are_plain() {
+    for script in [
+        "awk '$1 > 3 { print $2 }' nums.txt",
+        "awk 'NR > 1 && $1 >= 5 || $2 == \"x\" { n++ } END { print n }' nums.txt",
+        "tar czf src.tgz src",
+        "tar -tzf src.tgz",
+        "git init",
+        "cargo new demo",
+        "cargo init --name demo",
+    ] {
+        assert_eq!(approve(script), Decision::Allow, "{script}");
+    }
+    for script in [
+        "awk '{ print $1 > \"/tmp/out\" }' a.txt",
+        "awk '{ print | \"sh\" }' a.txt",
+        "awk '{ printf(\"%s\\n\", $0) > \"x\" }' a.txt",
+        "tar xzf src.tgz",
+        "tar -xf src.tgz",
+        "tar czf /tmp/out.tgz src",
+        "tar -cf - src --to-command=sh",
+        "tar -I ./evil -cf a.tar src",
+        "tar cf host:/tmp/a.tar src",
+        "git init --template=./evil-templates",
+        "cargo new --registry evil demo",
+    ] {
+        assert_ask(script);
+    }
+}
+
+#[test]
+fn paths_attached_to_option_clusters_count() {
+    for script in [
+        "tar -cf/tmp/x.tar .",
+        "tar -czf~/x.tgz src",
+        "sort -uo/tmp/x a.txt",
+    ] {
+        assert_ask(script);
+    }
+}
