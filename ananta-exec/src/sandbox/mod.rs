@@ -12,7 +12,8 @@
 //!    namespace (so `/proc` shows only its processes, and when it ends — or the host process
 //!    dies — the kernel kills every process it started), host SysV IPC objects are out of
 //!    reach and its own vanish with it, and `hostname` changes nothing outside;
-//! 5. without network: a new network namespace (which also keeps abstract Unix sockets apart);
+//! 5. without network: an empty network namespace, made once per process and shared by its runs
+//!    (no interface is up; it also keeps abstract Unix sockets away from the host's);
 //! 6. a private root (see below);
 //! 7. as root: an empty capability bounding set and no capabilities (so no `reboot`, module
 //!    loading, raw I/O, DAC override…), with `SECBIT_NOROOT` locked;
