@@ -86,18 +86,7 @@ impl Fixture {
 
 /// Whether a strict sandbox can run here; tests return early when not.
 fn strict_available() -> bool {
-    let fx = Fixture::new();
-    match fx.config().plan(KernelSupport::current()) {
-        Ok(_) => true,
-        Err(err) => {
-            assert!(
-                std::env::var_os("ANANTA_REQUIRE_SANDBOX").is_none(),
-                "ANANTA_REQUIRE_SANDBOX is set but a strict sandbox cannot run here: {err}"
-            );
-            eprintln!("NOT RUN: strict sandbox unavailable on this machine: {err}");
-            false
-        }
-    }
+    support::strict_sandbox_available("sandbox test")
 }
 
 /// Pids of live processes whose command line contains `needle`.

@@ -17,26 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ananta_core::exec::{ExecOutcome, ExecRequest, Executor};
-use ananta_exec::{GitIdentity, KernelSupport, SandboxConfig, ShellExecutor};
+use ananta_exec::{GitIdentity, SandboxConfig, ShellExecutor};
 
 mod support;
 
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-
-fn strict_available(what: &str) -> bool {
-    let probe = tempfile::tempdir().unwrap();
-    match SandboxConfig::new(probe.path()).plan(KernelSupport::current()) {
-        Ok(_) => true,
-        Err(err) => {
-            assert!(
-                std::env::var_os("ANANTA_REQUIRE_SANDBOX").is_none(),
-                "ANANTA_REQUIRE_SANDBOX is set but a strict sandbox cannot run here: {err}"
-            );
-            eprintln!("NOT RUN: {what}: strict sandbox unavailable: {err}");
-            false
-        }
-    }
-}
 
 /// A workspace and a directory outside it.
 struct World {
@@ -108,7 +93,7 @@ for p in [{}]:
 
 #[tokio::test]
 async fn unix_sockets_outside_the_workspace_are_out_of_reach() {
-    if !strict_available("unix sockets") {
+    if !support::strict_sandbox_available("unix sockets") {
         return;
     }
     let world = World::new();
@@ -161,7 +146,7 @@ async fn unix_sockets_outside_the_workspace_are_out_of_reach() {
 
 #[tokio::test]
 async fn host_sysv_ipc_is_out_of_reach_and_the_runs_own_does_not_outlive_it() {
-    if !strict_available("sysv ipc") {
+    if !support::strict_sandbox_available("sysv ipc") {
         return;
     }
     let world = World::new();
@@ -243,7 +228,7 @@ async fn runner_process_for_the_orphan_test() {
 
 #[tokio::test]
 async fn no_process_outlives_a_killed_runner() {
-    if !strict_available("orphans") {
+    if !support::strict_sandbox_available("orphans") {
         return;
     }
     let world = World::new();
@@ -336,7 +321,7 @@ const PLANTINGS: &[&str] = &[
 
 #[tokio::test]
 async fn planted_git_hooks_and_settings_never_run_outside() {
-    if !strict_available("git plantings") {
+    if !support::strict_sandbox_available("git plantings") {
         return;
     }
     for (index, planting) in PLANTINGS.iter().enumerate() {
@@ -391,7 +376,7 @@ async fn planted_git_hooks_and_settings_never_run_outside() {
 
 #[tokio::test]
 async fn sandboxed_git_commits_work_with_the_configured_identity() {
-    if !strict_available("git identity") {
+    if !support::strict_sandbox_available("git identity") {
         return;
     }
     let world = World::new();

@@ -84,6 +84,11 @@ async fn server() -> Server {
 }
 
 impl Server {
+    /// `POST` (start) or `DELETE` (stop) `/tasks/{id}/run`.
+    async fn run(&self, method: reqwest::Method, id: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, &format!("/tasks/{id}/run"), body).await
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -161,11 +166,7 @@ async fn a_run_started_over_http_streams_its_progress_and_its_end() {
     let mut stream = events.bytes_stream();
 
     let (status, started) = s
-        .call(
-            reqwest::Method::POST,
-            &format!("/tasks/{id}/run"),
-            Some(json!({"max_steps": 5})),
-        )
+        .run(reqwest::Method::POST, &id, Some(json!({"max_steps": 5})))
         .await;
     assert_eq!(status, 202, "{started}");
     assert_eq!(started["task_id"], id.as_str());
@@ -173,9 +174,7 @@ async fn a_run_started_over_http_streams_its_progress_and_its_end() {
     assert!(s.hub.is_running(id.parse().unwrap()));
 
     // A second start while it runs is refused.
-    let (status, err) = s
-        .call(reqwest::Method::POST, &format!("/tasks/{id}/run"), None)
-        .await;
+    let (status, err) = s.run(reqwest::Method::POST, &id, None).await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (409, Some("run_in_progress")),
@@ -213,18 +212,10 @@ async fn delete_stops_a_run_and_bad_requests_get_typed_errors() {
         .await
         .unwrap();
     let mut stream = events.bytes_stream();
-    let (status, _) = s
-        .call(
-            reqwest::Method::POST,
-            &format!("/tasks/{id}/run"),
-            Some(json!({})),
-        )
-        .await;
+    let (status, _) = s.run(reqwest::Method::POST, &id, Some(json!({}))).await;
     assert_eq!(status, 202);
     s.events_until(&mut stream, "event: step_proposed").await;
-    let (status, _) = s
-        .call(reqwest::Method::DELETE, &format!("/tasks/{id}/run"), None)
-        .await;
+    let (status, _) = s.run(reqwest::Method::DELETE, &id, None).await;
     assert_eq!(status, 204);
     let seen = s
         .events_until(&mut stream, "event: task_run_finished")
@@ -232,9 +223,7 @@ async fn delete_stops_a_run_and_bad_requests_get_typed_errors() {
     let finished = &seen[seen.find("event: task_run_finished").unwrap()..];
     assert!(finished.contains(r#""reason":"cancelled""#), "{finished}");
 
-    let (status, err) = s
-        .call(reqwest::Method::DELETE, &format!("/tasks/{id}/run"), None)
-        .await;
+    let (status, err) = s.run(reqwest::Method::DELETE, &id, None).await;
     assert_eq!(
         (status, err["error"]["code"].as_str()),
         (404, Some("no_run"))
@@ -246,22 +235,12 @@ async fn delete_stops_a_run_and_bad_requests_get_typed_errors() {
         (json!({"max_tokens": 0}), "max_tokens"),
         (json!({"approval_wait_secs": 999999}), "approval_wait_secs"),
     ] {
-        let (status, err) = s
-            .call(
-                reqwest::Method::POST,
-                &format!("/tasks/{id}/run"),
-                Some(body),
-            )
-            .await;
+        let (status, err) = s.run(reqwest::Method::POST, &id, Some(body)).await;
         assert_eq!(status, 422, "{err}");
         assert_eq!(err["error"]["details"]["field"], field, "{err}");
     }
     let (status, err) = s
-        .call(
-            reqwest::Method::POST,
-            &format!("/tasks/{id}/run"),
-            Some(json!({"max_step": 3})),
-        )
+        .run(reqwest::Method::POST, &id, Some(json!({"max_step": 3})))
         .await;
     assert!((400..500).contains(&status), "{status} {err}");
 

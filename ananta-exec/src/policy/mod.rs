@@ -468,7 +468,8 @@ impl CommandPolicy {
 
         // Path rules on arguments.
         // A read-only command with a flag its spec forbids (`sed -i`) may write.
-        let cmd_writes = match self.safe_spec(cmd) {
+        let spec = self.safe_spec(cmd);
+        let cmd_writes = match spec {
             Some((_, spec)) => {
                 spec.class != CommandClass::Read
                     || args
@@ -505,7 +506,7 @@ impl CommandPolicy {
             // Already held by a rule; the safe-spec checks would only add noise.
             return finish(display, asks, class);
         }
-        match self.safe_spec(cmd) {
+        match spec {
             Some((i, spec)) => {
                 let problems = self.check_spec(i, spec, cmd);
                 // A known command with unusual arguments: contained, unless the network is

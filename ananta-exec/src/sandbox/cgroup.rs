@@ -69,30 +69,11 @@ impl RunCgroup {
         self.procs.as_raw_fd()
     }
 
-    /// Pids of the processes in the cgroup.
-    pub(crate) fn members(&self) -> Vec<libc::pid_t> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-
     /// SIGKILLs every process in the cgroup, until it is empty or `within` passed, then removes
     /// the cgroup. Returns whether the cgroup was empty.
     pub(crate) async fn kill_and_remove(mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        loop {
-            let members = self.members();
-            if members.is_empty() {
-                break;
-            }
-            for pid in members {
-                if pid > 1 {
-                    // SAFETY: kill only sends a signal.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
+        while kill_members(&self.dir) > 0 {
             if Instant::now() >= deadline {
                 tracing::warn!(cgroup = %self.dir.display(), "sandbox cgroup still has processes");
                 return false;
@@ -119,15 +100,27 @@ impl RunCgroup {
 impl Drop for RunCgroup {
     fn drop(&mut self) {
         if !self.removed {
-            for pid in self.members() {
-                if pid > 1 {
-                    // SAFETY: kill only sends a signal.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
+            kill_members(&self.dir);
             let _ = std::fs::remove_dir(&self.dir);
         }
     }
+}
+
+/// SIGKILLs every process listed in the cgroup at `dir`; returns how many there were.
+fn kill_members(dir: &std::path::Path) -> usize {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let mut count = 0;
+    for pid in procs
+        .lines()
+        .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+    {
+        count += 1;
+        if pid > 1 {
+            // SAFETY: kill only sends a signal.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    count
 }
 
 /// Kills and removes the cgroups of runs whose host process is gone (it died before it

@@ -64,6 +64,8 @@ pub(crate) struct ChildSetup {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LandlockFd {
     pub(crate) fd: libc::c_int,
+    /// Listing directories (given on `/`).
+    pub(crate) list: u64,
     pub(crate) read: u64,
     pub(crate) all: u64,
 }
@@ -143,7 +145,7 @@ impl ChildSetup {
             root.apply()?;
             if let Some(ll) = self.landlock {
                 // Fresh file systems are new inodes: the parent's rules do not reach them.
-                landlock::allow_in_child(ll.fd, c"/", landlock::FS_READ_DIR)?;
+                landlock::allow_in_child(ll.fd, c"/", ll.list)?;
                 for (path, writable) in root.fresh() {
                     let access = if *writable { ll.all } else { ll.read };
                     landlock::allow_in_child(ll.fd, path, access)?;

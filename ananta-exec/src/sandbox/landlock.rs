@@ -17,13 +17,15 @@ const CREATE_RULESET_VERSION: u32 = 1 << 0;
 /// `LANDLOCK_RULE_PATH_BENEATH`.
 const RULE_PATH_BENEATH: libc::c_int = 1;
 
+/// Listing a directory.
+pub(crate) fn list_dir() -> BitFlags<AccessFs> {
+    AccessFs::ReadDir.into()
+}
+
 /// Read, list and execute.
 pub(crate) fn read_exec() -> BitFlags<AccessFs> {
     AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir
 }
-
-/// Listing a directory.
-pub(crate) const FS_READ_DIR: u64 = 1 << 3;
 
 /// The kernel's Landlock ABI version, or `None` when Landlock is unavailable. (The crate
 /// keeps its own detection private, on purpose: rules should not depend on it. The sandbox

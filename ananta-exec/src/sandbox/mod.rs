@@ -600,6 +600,7 @@ impl RunSandbox {
                 use std::os::fd::AsRawFd;
                 LandlockFd {
                     fd: fd.as_raw_fd(),
+                    list: landlock::list_dir().bits(),
                     read: (landlock::read_exec() & *handled).bits(),
                     all: handled.bits(),
                 }

@@ -59,9 +59,6 @@ pub(crate) enum Visible {
     Pin,
     /// The host's file or directory at the same path, read-only.
     Read,
-    /// The host's file or directory `source`, read-only (a symlink of the host whose target
-    /// is not otherwise visible).
-    ReadFrom(PathBuf),
     /// A symbolic link with this target.
     Symlink(PathBuf),
     /// An empty, private, writable `tmpfs`.
@@ -85,10 +82,12 @@ enum Op {
     },
     Tmpfs(CString),
     Proc(CString),
-    /// `mount_setattr` on the mount at the path: read-only or writable, recursively.
+    /// `mount_setattr` on the mount at the path: read-only or writable, and whether for the
+    /// mounts beneath it too.
     Flags {
         path: CString,
         read_only: bool,
+        recursive: bool,
     },
 }
 
@@ -120,8 +119,8 @@ fn resolve_parent(path: &Path) -> Option<PathBuf> {
 }
 
 /// What the root shows, resolved against the host: paths sorted (parents first), what bind
-/// mounts already show dropped, symlinks recreated or replaced by their targets, and whether
-/// each mounted source is a directory.
+/// mounts already show dropped, symlinks recreated (their targets shown as entries of their
+/// own), and whether each mounted source is a directory.
 type Layout = Vec<(PathBuf, Visible, bool)>;
 
 /// What a root should show, before resolution: the key of the layout cache.
@@ -146,109 +145,84 @@ fn layout(entries: Entries) -> Arc<Layout> {
     resolved
 }
 
+/// The uncached work of [`layout`].
 fn resolve(entries: Entries) -> Layout {
-    {
-        // Resolve host paths; the same path twice keeps the most permissive kind (Write
-        // sorts first).
-        let mut resolved: Vec<(PathBuf, Visible)> = Vec::new();
-        for (path, kind) in entries {
-            match kind {
-                Visible::Read | Visible::Write | Visible::Pin => {
-                    let Some(at) = resolve_parent(&path) else {
-                        continue;
-                    };
-                    let Ok(meta) = std::fs::symlink_metadata(&at) else {
-                        continue;
-                    };
-                    if meta.file_type().is_symlink() {
-                        let (Ok(target), Ok(canonical)) =
-                            (std::fs::read_link(&at), at.canonicalize())
-                        else {
-                            continue;
-                        };
-                        resolved.push((at.clone(), Visible::Symlink(target)));
-                        // The target, for when nothing else makes it visible.
-                        resolved.push((canonical, kind));
-                    } else {
-                        resolved.push((at, kind));
-                    }
-                }
-                other => resolved.push((path, other)),
-            }
-        }
-        resolved.sort();
-        resolved.dedup_by(|later, earlier| later.0 == earlier.0);
-
-        // Which bind mounts are planned (path, writable), to skip what they already show.
-        let mut binds: Vec<(PathBuf, bool)> = Vec::new();
-        let covering = |binds: &[(PathBuf, bool)], path: &Path| -> Option<bool> {
-            binds
-                .iter()
-                .rev()
-                .find(|(b, _)| path.starts_with(b) && path != b)
-                .map(|(_, w)| *w)
-        };
-        let mut kept: Vec<(PathBuf, Visible)> = Vec::new();
-        for (path, kind) in resolved {
-            let covered = covering(&binds, &path);
-            let keep = match &kind {
-                Visible::Read | Visible::ReadFrom(_) => covered != Some(false),
-                Visible::Write => covered != Some(true),
-                Visible::Pin => true,
-                // A symlink inside a bind mount is the host's own.
-                Visible::Symlink(_) => covered.is_none(),
-                Visible::Tmpfs | Visible::Proc => true,
-            };
-            if !keep {
-                continue;
-            }
-            match &kind {
-                Visible::Read | Visible::ReadFrom(_) => binds.push((path.clone(), false)),
-                // A tmpfs hides the host beneath it: it covers nothing.
-                Visible::Write | Visible::Pin => binds.push((path.clone(), true)),
-                _ => {}
-            }
-            kept.push((path, kind));
-        }
-        // A symlink's target recreated at its own path when the symlink shows it: drop the
-        // duplicate (ReadFrom only where the link target stays invisible).
-        let visible_at = |kept: &[(PathBuf, Visible)], p: &Path| {
-            kept.iter()
-                .any(|(k, kind)| !matches!(kind, Visible::Symlink(_)) && p.starts_with(k))
-        };
-        let mut final_entries: Vec<(PathBuf, Visible)> = Vec::new();
-        for (path, kind) in &kept {
-            if let Visible::Symlink(target) = kind {
-                let absolute = path.parent().unwrap_or(Path::new("/")).join(target);
-                let Ok(canonical) = absolute.canonicalize() else {
+    // Resolve host paths; the same path twice keeps the most permissive kind (Write
+    // sorts first).
+    let mut resolved: Vec<(PathBuf, Visible)> = Vec::new();
+    for (path, kind) in entries {
+        match kind {
+            Visible::Read | Visible::Write | Visible::Pin => {
+                let Some(at) = resolve_parent(&path) else {
                     continue;
                 };
-                if !visible_at(&kept, &canonical) {
-                    final_entries.push((path.clone(), Visible::ReadFrom(canonical)));
+                let Ok(meta) = std::fs::symlink_metadata(&at) else {
                     continue;
+                };
+                if meta.file_type().is_symlink() {
+                    let (Ok(target), Ok(canonical)) = (std::fs::read_link(&at), at.canonicalize())
+                    else {
+                        continue;
+                    };
+                    resolved.push((at.clone(), Visible::Symlink(target)));
+                    // The target, for when nothing else makes it visible.
+                    resolved.push((canonical, kind));
+                } else {
+                    resolved.push((at, kind));
                 }
             }
-            final_entries.push((path.clone(), kind.clone()));
+            other => resolved.push((path, other)),
         }
-        final_entries
-            .into_iter()
-            .map(|(path, kind)| {
-                let dir = match &kind {
-                    Visible::ReadFrom(source) => source.is_dir(),
-                    Visible::Read | Visible::Write | Visible::Pin => path.is_dir(),
-                    _ => true,
-                };
-                (path, kind, dir)
-            })
-            .collect()
     }
+    resolved.sort();
+    resolved.dedup_by(|later, earlier| later.0 == earlier.0);
+
+    // Which bind mounts are planned (path, writable), to skip what they already show.
+    let mut binds: Vec<(PathBuf, bool)> = Vec::new();
+    let covering = |binds: &[(PathBuf, bool)], path: &Path| -> Option<bool> {
+        binds
+            .iter()
+            .rev()
+            .find(|(b, _)| path.starts_with(b) && path != b)
+            .map(|(_, w)| *w)
+    };
+    let mut kept: Vec<(PathBuf, Visible)> = Vec::new();
+    for (path, kind) in resolved {
+        let covered = covering(&binds, &path);
+        let keep = match &kind {
+            Visible::Read => covered != Some(false),
+            Visible::Write => covered != Some(true),
+            Visible::Pin => true,
+            // A symlink inside a bind mount is the host's own.
+            Visible::Symlink(_) => covered.is_none(),
+            Visible::Tmpfs | Visible::Proc => true,
+        };
+        if !keep {
+            continue;
+        }
+        match &kind {
+            Visible::Read => binds.push((path.clone(), false)),
+            // A tmpfs hides the host beneath it: it covers nothing.
+            Visible::Write | Visible::Pin => binds.push((path.clone(), true)),
+            _ => {}
+        }
+        kept.push((path, kind));
+    }
+    kept.into_iter()
+        .map(|(path, kind)| {
+            let dir = match &kind {
+                Visible::Read | Visible::Write | Visible::Pin => path.is_dir(),
+                _ => true,
+            };
+            (path, kind, dir)
+        })
+        .collect()
 }
 
 impl PrivateRoot {
     /// Plans a root mounted on `mount_point` (an empty directory) showing `entries` (resolved
-    /// once per distinct list: host paths that do not exist are skipped; a symlink whose
-    /// target is visible is recreated, one whose target is not is replaced by its target,
-    /// read-only) and the run's own `home` (writable). `tmpfs_size` bounds each private
+    /// once per distinct list: host paths that do not exist are skipped; a symlink is
+    /// recreated and its target shown as well) and the run's own `home` (writable). `tmpfs_size` bounds each private
     /// `tmpfs`.
     pub(crate) fn plan(
         mount_point: &Path,
@@ -282,11 +256,7 @@ impl PrivateRoot {
             }
             let target = in_root(path)?;
             match kind {
-                Visible::Read | Visible::Write | Visible::Pin | Visible::ReadFrom(_) => {
-                    let source = match kind {
-                        Visible::ReadFrom(s) => s.clone(),
-                        _ => path.clone(),
-                    };
+                Visible::Read | Visible::Write | Visible::Pin => {
                     if *is_dir {
                         made.insert(path.clone());
                         ops.push(Op::Dir(target.clone()));
@@ -294,7 +264,7 @@ impl PrivateRoot {
                         ops.push(Op::File(target.clone()));
                     }
                     ops.push(Op::Bind {
-                        source: cstring(&source)?,
+                        source: cstring(path)?,
                         target,
                     });
                 }
@@ -320,16 +290,18 @@ impl PrivateRoot {
         ops.push(Op::Flags {
             path: cstring(mount_point)?,
             read_only: true,
+            recursive: false,
         });
         for (path, kind, _) in &final_entries {
             let read_only = match kind {
                 Visible::Write | Visible::Pin | Visible::Tmpfs => false,
-                Visible::Read | Visible::ReadFrom(_) | Visible::Proc => true,
+                Visible::Read | Visible::Proc => true,
                 Visible::Symlink(_) => continue,
             };
             ops.push(Op::Flags {
                 path: in_root(path)?,
                 read_only,
+                recursive: true,
             });
         }
         Ok(Self {
@@ -443,7 +415,11 @@ impl PrivateRoot {
                         )
                         .into(),
                     )?,
-                    Op::Flags { path, read_only } => {
+                    Op::Flags {
+                        path,
+                        read_only,
+                        recursive,
+                    } => {
                         let (set, clr) = if *read_only {
                             (MOUNT_ATTR_RDONLY, 0)
                         } else {
@@ -455,16 +431,11 @@ impl PrivateRoot {
                             propagation: 0,
                             userns_fd: 0,
                         };
-                        let recursive = if path.as_bytes() == self.mount_point.as_bytes() {
-                            0
-                        } else {
-                            AT_RECURSIVE
-                        };
                         check(libc::syscall(
                             SYS_MOUNT_SETATTR,
                             libc::AT_FDCWD,
                             path.as_ptr(),
-                            recursive,
+                            if *recursive { AT_RECURSIVE } else { 0 },
                             &attr as *const MountAttr,
                             std::mem::size_of::<MountAttr>(),
                         ))?;

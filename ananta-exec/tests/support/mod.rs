@@ -107,3 +107,26 @@ pub fn host_git(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Whether a strict sandbox can run on this machine. When it cannot, prints a NOT RUN line
+/// naming `what` was skipped and returns false, unless `ANANTA_REQUIRE_SANDBOX` is set, in
+/// which case it fails the test.
+#[cfg(target_os = "linux")]
+pub fn strict_sandbox_available(what: &str) -> bool {
+    let probe = tempfile::tempdir().unwrap();
+    match ananta_exec::SandboxConfig::new(probe.path()).plan(ananta_exec::KernelSupport::current())
+    {
+        Ok(_) => true,
+        Err(err) => {
+            assert!(
+                std::env::var_os("ANANTA_REQUIRE_SANDBOX").is_none(),
+                "ANANTA_REQUIRE_SANDBOX is set but a strict sandbox cannot run here: {err}"
+            );
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("NOT RUN: {what}: strict sandbox unavailable: {err}");
+            }
+            false
+        }
+    }
+}
